@@ -1,0 +1,147 @@
+// Loads the configuration once: optional file (JSON or YAML), then NATTER_* environment
+// variables on top, then the schema. Every problem is reported at once.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { NatterError } from "../core/errors.ts";
+import { ConfigSchema, type Config } from "./schema.ts";
+
+/** NATTER_* variables that are not settings. */
+const NOT_SETTINGS = new Set(["NATTER_CONFIG", "NATTER_CACHE_DIR"]);
+const NOT_SETTINGS_PREFIXES = ["NATTER_TEST_"];
+
+type Tree = { [key: string]: unknown };
+
+/** Every key that appears in the schema, by its normalized spelling (no '_', lower case). */
+function schemaKeys(): Map<string, string> {
+  const keys = new Map<string, string>();
+  const seen = new Set<unknown>();
+  const visit = (schema: unknown): void => {
+    if (schema === null || typeof schema !== "object" || seen.has(schema)) return;
+    seen.add(schema);
+    const s = schema as { shape?: Record<string, unknown>; options?: unknown[]; _zod?: { def?: Record<string, unknown> } };
+    if (s.shape) {
+      for (const [k, v] of Object.entries(s.shape)) {
+        keys.set(k.toLowerCase(), k);
+        visit(v);
+      }
+    }
+    for (const o of s.options ?? []) visit(o);
+    const def = s._zod?.def ?? {};
+    for (const field of ["innerType", "in", "out", "schema", "valueType"]) visit(def[field]);
+  };
+  visit(ConfigSchema);
+  return keys;
+}
+
+const KEYS = schemaKeys();
+
+function keyFromEnv(part: string): string {
+  const normalized = part.replaceAll("_", "").toLowerCase();
+  return KEYS.get(normalized) ?? part.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+export interface EnvSettings {
+  tree: Tree;
+  /** Dotted setting path → the variable it came from. */
+  sources: Map<string, string>;
+}
+
+/** NATTER_EDGE__PORT=8080 → { edge: { port: "8080" } }. Sections are separated by "__". */
+export function envSettings(env: NodeJS.ProcessEnv): EnvSettings {
+  const tree: Tree = {};
+  const sources = new Map<string, string>();
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("NATTER_") || value === undefined) continue;
+    if (NOT_SETTINGS.has(name) || NOT_SETTINGS_PREFIXES.some((p) => name.startsWith(p))) continue;
+    const parts = name.slice("NATTER_".length).split("__").filter((p) => p !== "").map(keyFromEnv);
+    if (parts.length === 0) continue;
+    let node = tree;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      if (next === undefined || typeof next !== "object" || next === null) node[part] = {};
+      node = node[part] as Tree;
+    }
+    node[parts[parts.length - 1]!] = value;
+    sources.set(parts.join("."), name);
+  }
+  return { tree, sources };
+}
+
+function isTree(v: unknown): v is Tree {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function merge(base: Tree, over: Tree): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isTree(b) && isTree(v) ? merge(b, v) : v;
+  }
+  return out;
+}
+
+function readConfigFile(file: string): Tree {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new NatterError("CONFIG_INVALID", `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new NatterError("CONFIG_INVALID", `config file ${file} is not valid ${file.endsWith(".json") ? "JSON" : "YAML"}: ${(err as Error).message}`, { cause: err });
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (!isTree(parsed)) throw new NatterError("CONFIG_INVALID", `config file ${file} must hold an object at its top`);
+  return parsed;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, env: EnvSettings): string[] {
+  const at = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((k) => {
+      const p = at === "" ? k : `${at}.${k}`;
+      const fromEnv = [...env.sources.entries()].find(([sp]) => sp === p || sp.startsWith(`${p}.`));
+      return fromEnv ? `${fromEnv[1]}: unknown setting (no "${p}" in natter's config)` : `${p}: unknown setting`;
+    });
+  }
+  const varName = env.sources.get(at);
+  return [`${varName ? `${varName} (${at})` : at || "(root)"}: ${issue.message}`];
+}
+
+export interface LoadOptions {
+  /** Config file (JSON or YAML); defaults to $NATTER_CONFIG when set. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Settings applied over file and environment (used by tests and subcommands). */
+  overrides?: Tree;
+}
+
+/** Parses the configuration or throws CONFIG_INVALID listing every problem, one per line. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.NATTER_CONFIG;
+  const fromFile = file ? readConfigFile(path.resolve(file)) : {};
+  const fromEnv = envSettings(env);
+  const input = merge(merge(fromFile, fromEnv.tree), opts.overrides ?? {});
+  const result = ConfigSchema.safeParse(input);
+  if (!result.success) {
+    const lines = result.error.issues.flatMap((i) => describeIssue(i, fromEnv));
+    throw new NatterError(
+      "CONFIG_INVALID",
+      `invalid configuration (${lines.length} problem${lines.length === 1 ? "" : "s"}):\n  - ${lines.join("\n  - ")}`,
+    );
+  }
+  return result.data;
+}
+
+/** Validates an already-built input (for example a compose service's environment). */
+export function checkConfig(input: unknown): { ok: true; config: Config } | { ok: false; problems: string[] } {
+  const r = ConfigSchema.safeParse(input);
+  if (r.success) return { ok: true, config: r.data };
+  return { ok: false, problems: r.error.issues.flatMap((i) => describeIssue(i, { tree: {}, sources: new Map() })) };
+}

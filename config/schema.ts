@@ -1,0 +1,191 @@
+// natter's one configuration schema. Defaults live here; every module receives its typed
+// section. Values may come from a file (JSON or YAML) or from NATTER_* environment variables,
+// so scalar leaves also accept their string spelling ("8080", "true", "a,b").
+import { z } from "zod";
+
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === "string" && v.trim() !== "" ? Number(v) : v),
+    z.number().int().min(min).max(max),
+  );
+
+const bool = () =>
+  z.preprocess((v) => {
+    if (typeof v !== "string") return v;
+    const s = v.trim().toLowerCase();
+    if (["true", "1", "yes", "on"].includes(s)) return true;
+    if (["false", "0", "no", "off"].includes(s)) return false;
+    return v;
+  }, z.boolean());
+
+const list = () =>
+  z.preprocess(
+    (v) => (typeof v === "string" ? v.split(",").map((s) => s.trim()).filter((s) => s !== "") : v),
+    z.array(z.string().min(1)),
+  );
+
+const json = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => {
+    if (typeof v !== "string") return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return v;
+    }
+  }, schema);
+
+const DAY_S = 24 * 3600;
+
+export const LogSchema = z.strictObject({
+  level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Human-readable logs; defaults to whether stdout is a terminal. */
+  pretty: bool().optional(),
+});
+
+export const NatsSchema = z.strictObject({
+  /** Connect to these NATS servers (comma-separated). Unset: `natter start` runs its own nats-server. */
+  servers: list().optional(),
+  /** Optional credentials for the connection. */
+  user: z.string().optional(),
+  pass: z.string().optional(),
+  embedded: z
+    .strictObject({
+      /** nats-server binary; defaults to the one `npm run obtain` caches. */
+      binary: z.string().optional(),
+      host: z.string().default("127.0.0.1"),
+      port: int(1, 65535).default(4222),
+      httpPort: int(1, 65535).default(8222),
+      /** The server config natter starts with (`nats-server.conf` at the repository root). */
+      configFile: z.string().optional(),
+    })
+    .prefault({}),
+});
+
+export const StreamsSchema = z.strictObject({
+  /** JetStream replicas for natter's streams and buckets: 1 on one node, 3 in a cluster. */
+  replicas: int(1, 5).default(1),
+  conversationShards: int(1, 256).default(1),
+  inboxShards: int(1, 256).default(1),
+  /** How long a client message id is deduplicated by JetStream (seconds). */
+  duplicateWindowSec: int(10, 7 * DAY_S).default(600),
+  /** How long conversation streams keep messages; the store keeps them beyond. */
+  conversationMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
+  /** How long device inboxes are kept; a cursor older than this gets a reset. */
+  inboxMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
+  /** Upper bound of unacknowledged messages per worker consumer. */
+  maxAckPending: int(1, 100_000).default(1000),
+});
+
+export const AuthSchema = z.strictObject({
+  /** HS256 secret for tokens (≥ 32 characters). Unset: `natter start` keeps one in the data folder. */
+  jwtSecret: z.string().min(32).optional(),
+  issuer: z.string().default("natter"),
+  audience: z.string().default("natter"),
+  /** Serve POST /dev/token (mint a token for any user name): for development only. */
+  devTokens: bool().default(false),
+  tokenTtlSec: int(60, 30 * DAY_S).default(DAY_S),
+});
+
+export const EdgeSchema = z.strictObject({
+  host: z.string().default("127.0.0.1"),
+  port: int(0, 65535).default(8080),
+  region: z.string().default("local"),
+  /** Largest WebSocket frame accepted (bytes). */
+  maxPayloadBytes: int(256, 1024 * 1024).default(64 * 1024),
+  /** Longest text of one message (characters). */
+  maxTextChars: int(1, 100_000).default(4000),
+  /** Origins allowed to open a WebSocket; empty allows requests without an Origin and same-host ones. */
+  allowedOrigins: list().default([]),
+  helloTimeoutMs: int(100, 60_000).default(5000),
+  /** Bytes buffered for a slow socket before it is closed with "resume from your cursor". */
+  maxBufferedBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  /** Sends per second per device (token bucket, burst = 2×). */
+  sendsPerSecond: int(1, 10_000).default(50),
+  /** Bad frames tolerated per minute before the socket is closed. */
+  badFramesPerMinute: int(1, 10_000).default(30),
+});
+
+const SimpleReplication = z.strictObject({
+  class: z.literal("SimpleStrategy"),
+  replicationFactor: int(1, 9).default(1),
+});
+const NetworkTopologyReplication = z.strictObject({
+  class: z.literal("NetworkTopologyStrategy"),
+  /** Replicas per data center, e.g. {"dc1": 3}. */
+  dataCenters: json(z.record(z.string(), z.number().int().min(1).max(9))),
+});
+
+export const CassandraStoreSchema = z.strictObject({
+  kind: z.literal("cassandra"),
+  contactPoints: list().default(["127.0.0.1:9042"]),
+  localDataCenter: z.string().default("datacenter1"),
+  keyspace: z.string().regex(/^[a-z][a-z0-9_]{0,47}$/).default("natter"),
+  replication: z
+    .discriminatedUnion("class", [SimpleReplication, NetworkTopologyReplication])
+    .prefault({ class: "SimpleStrategy" }),
+  consistency: z.enum(["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL"]).default("LOCAL_QUORUM"),
+  /** Apply schema migrations when natter starts (otherwise run `natter migrate`). */
+  migrateOnStart: bool().default(true),
+  username: z.string().optional(),
+  password: z.string().optional(),
+});
+
+export const SqliteStoreSchema = z.strictObject({
+  kind: z.literal("sqlite"),
+  /** Database file; defaults to `<dataDir>/natter.sqlite`. */
+  path: z.string().optional(),
+});
+
+export const StoreSchema = z.discriminatedUnion("kind", [SqliteStoreSchema, CassandraStoreSchema]);
+
+export const FsBlobsSchema = z.strictObject({
+  kind: z.literal("fs"),
+  /** Folder for blobs; defaults to `<dataDir>/blobs`. */
+  dir: z.string().optional(),
+});
+
+export const S3BlobsSchema = z.strictObject({
+  kind: z.literal("s3"),
+  endPoint: z.string(),
+  port: int(1, 65535).default(9000),
+  useSSL: bool().default(false),
+  accessKey: z.string().min(1),
+  secretKey: z.string().min(1),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
+  region: z.string().default("us-east-1"),
+});
+
+export const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsSchema]);
+
+export const WorkersSchema = z.strictObject({
+  /** Run the fan-out and persister workers in this process. */
+  enabled: bool().default(true),
+  /** Metrics and health of the workers (Prometheus text at /metrics). */
+  host: z.string().default("127.0.0.1"),
+  port: int(0, 65535).default(9090),
+  /** Concurrent store writes of the persister. */
+  persistConcurrency: int(1, 4096).default(256),
+});
+
+export const ConfigSchema = z.strictObject({
+  /** Folder for natter's own data when it runs embedded (nats-server's store, SQLite, blobs). */
+  dataDir: z.string().default(".data"),
+  log: LogSchema.prefault({}),
+  nats: NatsSchema.prefault({}),
+  streams: StreamsSchema.prefault({}),
+  auth: AuthSchema.prefault({}),
+  edge: EdgeSchema.prefault({}),
+  store: StoreSchema.prefault({ kind: "sqlite" }),
+  blobs: BlobsSchema.prefault({ kind: "fs" }),
+  workers: WorkersSchema.prefault({}),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type StoreConfig = Config["store"];
+export type CassandraStoreConfig = z.output<typeof CassandraStoreSchema>;
+export type BlobsConfig = Config["blobs"];
+export type EdgeConfig = Config["edge"];
+export type StreamsConfig = Config["streams"];
+export type AuthConfig = Config["auth"];
+export type NatsConfig = Config["nats"];

@@ -1,0 +1,72 @@
+// Live delivery: one core NATS subscription per user connected to this edge (not one consumer per
+// connection). The inbox stream republishes every stored item on the user's delivery subject with
+// its sequence and the previous sequence of the same user, so each device sees a gap at once.
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Logger } from "../core/logger.ts";
+import { deliverySubject, type Topology } from "../streams/index.ts";
+
+export interface LiveItem {
+  seq: number;
+  /** Sequence of this user's previous inbox item (0 for the first). */
+  prev: number;
+  data: Uint8Array;
+}
+
+type Listener = (item: LiveItem) => void;
+
+export class UserFeeds {
+  readonly #nc: NatsConnection;
+  readonly #topology: Topology;
+  readonly #log: Logger;
+  readonly #feeds = new Map<string, { sub: Subscription; listeners: Set<Listener> }>();
+
+  constructor(nc: NatsConnection, topology: Topology, log: Logger) {
+    this.#nc = nc;
+    this.#topology = topology;
+    this.#log = log;
+  }
+
+  /** Calls `listener` for each live inbox item of `userId` until the returned detach is called. */
+  attach(userId: string, listener: Listener): () => void {
+    let feed = this.#feeds.get(userId);
+    if (!feed) {
+      const listeners = new Set<Listener>();
+      const sub = this.#nc.subscribe(deliverySubject(this.#topology, userId), {
+        callback: (err, msg) => {
+          if (err) {
+            this.#log.warn({ err, userId }, "delivery subscription error");
+            return;
+          }
+          const seq = Number(msg.headers?.get("Nats-Sequence"));
+          const prev = Number(msg.headers?.get("Nats-Last-Sequence") ?? "0");
+          if (!Number.isSafeInteger(seq) || seq <= 0 || !Number.isSafeInteger(prev)) {
+            this.#log.warn({ userId, subject: msg.subject }, "delivery without sequence headers; ignored");
+            return;
+          }
+          const item = { seq, prev, data: msg.data };
+          for (const l of listeners) l(item);
+        },
+      });
+      feed = { sub, listeners };
+      this.#feeds.set(userId, feed);
+    }
+    const f = feed;
+    f.listeners.add(listener);
+    return () => {
+      f.listeners.delete(listener);
+      if (f.listeners.size === 0 && this.#feeds.get(userId) === f) {
+        this.#feeds.delete(userId);
+        f.sub.unsubscribe();
+      }
+    };
+  }
+
+  /** Resolves once NATS has processed every subscription made so far. */
+  async flush(): Promise<void> {
+    await this.#nc.flush();
+  }
+
+  get users(): number {
+    return this.#feeds.size;
+  }
+}

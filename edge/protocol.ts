@@ -1,0 +1,61 @@
+// The WebSocket protocol, version 1 (docs/protocol.md). Frames are JSON objects with a `type`.
+// Client frames are validated here; ids are checked before they can reach a subject.
+import { z } from "zod";
+import { ID_PATTERN } from "../core/ids.ts";
+
+export const PROTOCOL_VERSION = 1;
+
+const id = z.string().regex(ID_PATTERN, "must be 1-64 characters of A-Z a-z 0-9 _ -");
+/** Client correlation id, echoed on the reply. */
+const ref = z.string().max(64).optional();
+
+export const HelloFrame = z.strictObject({
+  type: z.literal("hello"),
+  v: z.number().int(),
+  token: z.string().max(4096),
+  device: id,
+  /** Inbox sequence of the last item this device received; omit on a device's first connect. */
+  cursor: z.number().int().min(0).optional(),
+});
+export type HelloFrame = z.infer<typeof HelloFrame>;
+
+export const ClientFrame = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("ping"), ref }),
+  z.strictObject({ type: z.literal("dm.open"), ref, peer: id }),
+  z.strictObject({ type: z.literal("send"), ref, conv: id, cid: id, text: z.string() }),
+  z.strictObject({
+    type: z.literal("history"),
+    ref,
+    conv: id,
+    /** Only messages with smaller ids; omit for the newest. */
+    before: z.number().int().positive().optional(),
+    limit: z.number().int().min(1).max(100).default(50),
+  }),
+]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history"] as const;
+
+/** Frames the server sends. */
+export type ServerFrame =
+  | { type: "welcome"; v: number; user: string; device: string; cursor: number }
+  | { type: "reset"; cursor: number; reason: string }
+  | { type: "pong"; ref?: string | undefined }
+  | { type: "conv"; ref?: string | undefined; conv: { id: string; kind: string; members: string[] } }
+  | { type: "ack"; ref?: string | undefined; conv: string; cid: string; id: number; dup: boolean }
+  | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number }
+  | { type: "history"; ref?: string | undefined; conv: string; messages: HistoryMessage[] }
+  | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
+
+/** A message as history returns it (newest first). */
+export interface HistoryMessage {
+  conv: string;
+  id: number;
+  from: string;
+  device: string;
+  cid: string;
+  text: string;
+  ts: number;
+}
+
+/** Where the edge reads history from (the store; the edge never sees which one). */
+export type HistoryReader = (conv: string, query: { before?: number | undefined; limit: number }) => Promise<HistoryMessage[]>;

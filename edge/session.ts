@@ -1,0 +1,319 @@
+// One WebSocket connection of one device. Every frame is validated and authorized here.
+//
+// Delivery keeps one invariant: frames of type "msg" leave in inbox order, each exactly once,
+// and `last` is the cursor of the newest one sent. On hello the device's live feed is attached
+// first (buffering), then the inbox is replayed after the device's cursor, then the buffer is
+// drained; a live item whose previous sequence is newer than `last` triggers a gap fill first.
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { WebSocket, RawData } from "ws";
+import type { EdgeConfig } from "../config/index.ts";
+import { CLOSE, NatterError, asNatterError, type CloseKind } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import {
+  inboxBounds,
+  parseInboxEntry,
+  publishMessage,
+  readInbox,
+  type ConversationDirectory,
+  type InboxEntry,
+  type Topology,
+} from "../streams/index.ts";
+import { verifyToken, type TokenSettings } from "./auth.ts";
+import type { LiveItem, UserFeeds } from "./feeds.ts";
+import { CLIENT_FRAME_TYPES, ClientFrame, HelloFrame, PROTOCOL_VERSION, type HistoryReader, type ServerFrame } from "./protocol.ts";
+
+export interface SessionServices {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  directory: ConversationDirectory;
+  feeds: UserFeeds;
+  topology: Topology;
+  edge: EdgeConfig;
+  tokens: TokenSettings;
+  history: HistoryReader;
+  log: Logger;
+}
+
+class TokenBucket {
+  #tokens: number;
+  #at = Date.now();
+  readonly #rate: number;
+  readonly #burst: number;
+  constructor(perSecond: number, burst: number) {
+    this.#rate = perSecond;
+    this.#burst = burst;
+    this.#tokens = burst;
+  }
+  take(): boolean {
+    const now = Date.now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
+    this.#at = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+export class DeviceSession {
+  readonly #ws: WebSocket;
+  readonly #s: SessionServices;
+  #log: Logger;
+  #state: "hello" | "starting" | "live" | "closed" = "hello";
+  #user = "";
+  #device = "";
+  #last = 0;
+  #pending: LiveItem[] = [];
+  #pumping = false;
+  #detach: (() => void) | undefined;
+  readonly #helloTimer: NodeJS.Timeout;
+  readonly #sends: TokenBucket;
+  readonly #badFrames: TokenBucket;
+
+  constructor(ws: WebSocket, services: SessionServices) {
+    this.#ws = ws;
+    this.#s = services;
+    this.#log = services.log;
+    this.#sends = new TokenBucket(services.edge.sendsPerSecond, services.edge.sendsPerSecond * 2);
+    this.#badFrames = new TokenBucket(services.edge.badFramesPerMinute / 60, services.edge.badFramesPerMinute);
+    this.#helloTimer = setTimeout(() => this.close("HELLO_TIMEOUT"), services.edge.helloTimeoutMs);
+    ws.on("message", (data, isBinary) => void this.#onFrame(data, isBinary));
+    ws.on("close", () => this.#closed());
+    ws.on("error", (err) => this.#log.debug({ err }, "socket error"));
+  }
+
+  get user(): string {
+    return this.#user;
+  }
+
+  close(kind: CloseKind): void {
+    if (this.#state === "closed") return;
+    const c = CLOSE[kind];
+    this.#closed();
+    this.#ws.close(c.code, c.reason);
+  }
+
+  #closed(): void {
+    this.#state = "closed";
+    clearTimeout(this.#helloTimer);
+    this.#detach?.();
+    this.#detach = undefined;
+    this.#pending = [];
+  }
+
+  #send(frame: ServerFrame): boolean {
+    if (this.#state === "closed") return false;
+    if (this.#ws.bufferedAmount > this.#s.edge.maxBufferedBytes) {
+      this.#log.info({ user: this.#user, device: this.#device, buffered: this.#ws.bufferedAmount }, "slow consumer closed");
+      this.close("SLOW_CONSUMER");
+      return false;
+    }
+    this.#ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  #sendError(err: unknown, ref?: string): void {
+    const e = asNatterError(err);
+    if (e.code === "INTERNAL" || e.code === "UNAVAILABLE" || e.code === "TIMEOUT") {
+      this.#log.error({ err: e.cause ?? e, user: this.#user, device: this.#device }, e.message);
+    }
+    this.#send({ type: "error", ref, ...e.toClient() });
+  }
+
+  async #onFrame(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.#state === "closed") return;
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    let ref: string | undefined;
+    try {
+      if (buf.length > this.#s.edge.maxPayloadBytes) throw new NatterError("FRAME_TOO_LARGE", `frame exceeds ${this.#s.edge.maxPayloadBytes} bytes`);
+      if (isBinary) throw new NatterError("BAD_FRAME", "frames are JSON text");
+      let raw: unknown;
+      try {
+        raw = JSON.parse(buf.toString("utf8"));
+      } catch {
+        throw new NatterError("BAD_JSON");
+      }
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new NatterError("BAD_FRAME", "a frame is a JSON object");
+      const obj = raw as Record<string, unknown>;
+      if (typeof obj.ref === "string" && obj.ref.length <= 64) ref = obj.ref;
+      if (typeof obj.type !== "string" || !(CLIENT_FRAME_TYPES as readonly string[]).includes(obj.type)) {
+        throw new NatterError("UNKNOWN_TYPE", `unknown frame type ${JSON.stringify(String(obj.type)).slice(0, 40)}`);
+      }
+      if (this.#state === "hello") {
+        await this.#hello(obj);
+        return;
+      }
+      if (obj.type === "hello") throw new NatterError("ALREADY_HELLO");
+      const parsed = ClientFrame.safeParse(obj);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new NatterError("BAD_FRAME", issue ? `${issue.path.join(".") || "frame"}: ${issue.message}` : undefined);
+      }
+      await this.#handle(parsed.data);
+    } catch (err) {
+      const e = asNatterError(err);
+      if (e.status === 400 || e.status === 413) {
+        if (!this.#badFrames.take()) {
+          this.close("RATE_LIMITED");
+          return;
+        }
+      }
+      this.#sendError(e, ref);
+    }
+  }
+
+  async #hello(obj: Record<string, unknown>): Promise<void> {
+    if (obj.type !== "hello") {
+      this.#send({ type: "error", ...new NatterError("NOT_HELLO").toClient() });
+      this.close("BAD_HANDSHAKE");
+      return;
+    }
+    const parsed = HelloFrame.safeParse(obj);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      this.#send({ type: "error", ...new NatterError("BAD_FRAME", issue ? `hello.${issue.path.join(".")}: ${issue.message}` : undefined).toClient() });
+      this.close("BAD_HANDSHAKE");
+      return;
+    }
+    const hello = parsed.data;
+    if (hello.v !== PROTOCOL_VERSION) {
+      this.#send({ type: "error", ...new NatterError("UNSUPPORTED_VERSION", `this server speaks protocol v${PROTOCOL_VERSION}`).toClient() });
+      this.close("UNSUPPORTED_VERSION");
+      return;
+    }
+    this.#state = "starting";
+    clearTimeout(this.#helloTimer);
+    let user: string;
+    try {
+      user = await verifyToken(this.#s.tokens, hello.token);
+    } catch {
+      this.close("UNAUTHORIZED");
+      return;
+    }
+    if (this.#state !== "starting") return;
+    this.#user = user;
+    this.#device = hello.device;
+    this.#log = this.#s.log.child({ user, device: hello.device });
+    try {
+      await this.#start(hello.cursor);
+    } catch (err) {
+      this.#sendError(err);
+      this.close(asNatterError(err).temporary ? "UNAVAILABLE" : "BAD_HANDSHAKE");
+    }
+  }
+
+  async #start(cursor: number | undefined): Promise<void> {
+    const { feeds, jsm, topology } = this.#s;
+    this.#detach = feeds.attach(this.#user, (item) => {
+      this.#pending.push(item);
+      if (this.#state === "live") void this.#pump();
+    });
+    await feeds.flush();
+    const bounds = await inboxBounds(jsm, topology, this.#user);
+    if (cursor !== undefined && cursor > bounds.lastSeq) {
+      throw new NatterError("BAD_CURSOR", `cursor ${cursor} is ahead of the inbox (${bounds.lastSeq})`);
+    }
+    if (cursor === undefined) {
+      this.#last = bounds.lastSeq;
+      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor: this.#last });
+    } else if (bounds.lastSeq > 0 && cursor < bounds.firstSeq - 1) {
+      // Items after the cursor may have expired: never replay partially.
+      this.#last = bounds.lastSeq;
+      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor });
+      this.#send({ type: "reset", cursor: this.#last, reason: "cursor is older than the inbox retention; reload conversations from history" });
+    } else {
+      this.#last = cursor;
+      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor });
+      await this.#replay(bounds.lastSeq);
+    }
+    if (this.#state !== "starting") return;
+    this.#state = "live";
+    this.#log.debug({ cursor: this.#last }, "device live");
+    await this.#pump();
+  }
+
+  /** Sends inbox items after `last` up to `until`, waiting for the socket to drain as needed. */
+  async #replay(until: number): Promise<void> {
+    for await (const item of readInbox(this.#s.jsm, this.#s.topology, this.#user, this.#last, until)) {
+      if (this.#state === "closed") return;
+      await this.#drain();
+      this.#deliver(item.seq, item.entry);
+    }
+  }
+
+  async #drain(): Promise<void> {
+    const limit = this.#s.edge.maxBufferedBytes / 2;
+    const deadline = Date.now() + 10_000;
+    while (this.#ws.bufferedAmount > limit && this.#state !== "closed") {
+      if (Date.now() > deadline) {
+        this.close("SLOW_CONSUMER");
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  #deliver(seq: number, e: InboxEntry): void {
+    if (seq <= this.#last) return;
+    if (this.#send({ type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts })) {
+      this.#last = seq;
+    }
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#pending.length > 0 && this.#state === "live") {
+        const item = this.#pending.shift()!;
+        if (item.seq <= this.#last) continue;
+        if (item.prev > this.#last) await this.#replay(item.seq - 1);
+        if (this.#state !== "live") return;
+        this.#deliver(item.seq, parseInboxEntry(item.data));
+      }
+    } catch (err) {
+      this.#log.warn({ err }, "delivery failed; closing so the device resumes from its cursor");
+      this.close("UNAVAILABLE");
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #handle(f: ClientFrame): Promise<void> {
+    switch (f.type) {
+      case "ping":
+        this.#send({ type: "pong", ref: f.ref });
+        return;
+      case "dm.open": {
+        const conv = await this.#s.directory.openDm(this.#user, f.peer);
+        this.#send({ type: "conv", ref: f.ref, conv: { id: conv.id, kind: conv.kind, members: conv.members } });
+        return;
+      }
+      case "send": {
+        if ([...f.text].length > this.#s.edge.maxTextChars) {
+          throw new NatterError("TEXT_TOO_LARGE", `text exceeds ${this.#s.edge.maxTextChars} characters`);
+        }
+        if (!this.#sends.take()) throw new NatterError("RATE_LIMITED", "too many sends; retry later with the same cid");
+        await this.#s.directory.requireMember(f.conv, this.#user);
+        const r = await publishMessage(this.#s.js, this.#s.topology, {
+          conv: f.conv,
+          from: this.#user,
+          device: this.#device,
+          cid: f.cid,
+          text: f.text,
+        });
+        this.#send({ type: "ack", ref: f.ref, conv: f.conv, cid: f.cid, id: r.id, dup: r.duplicate });
+        return;
+      }
+      case "history": {
+        await this.#s.directory.requireMember(f.conv, this.#user);
+        const messages = await this.#s.history(f.conv, { before: f.before, limit: f.limit });
+        this.#send({ type: "history", ref: f.ref, conv: f.conv, messages });
+        return;
+      }
+      default: {
+        const never: never = f;
+        throw new NatterError("UNKNOWN_TYPE", `unhandled frame ${JSON.stringify(never)}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// The message store: where every conversation message lives for as long as the product keeps
+// it. JetStream holds the recent log; the store holds everything.
+
+export interface StoredMessage {
+  conv: string;
+  /** Message id: the conversation stream sequence. Unique and increasing within `conv`. */
+  id: number;
+  from: string;
+  device: string;
+  /** The client's message id. */
+  cid: string;
+  text: string;
+  /** Accept time, ms since epoch. */
+  ts: number;
+}
+
+export interface HistoryQuery {
+  /** Only ids strictly below this one; omit for the newest. */
+  before?: number | undefined;
+  /** 1..100. */
+  limit: number;
+}
+
+export interface MessageStore {
+  /** Writes messages; writing the same (conv, id) again changes nothing. */
+  putMessages(messages: readonly StoredMessage[]): Promise<void>;
+  /** Newest first. */
+  history(conv: string, query: HistoryQuery): Promise<StoredMessage[]>;
+  /** Throws when the store cannot serve requests. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MAX_HISTORY_LIMIT = 100;

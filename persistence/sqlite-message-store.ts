@@ -1,0 +1,83 @@
+// The embedded store (the run command's default): one SQLite file, no server.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { NatterError } from "../core/errors.ts";
+import { MAX_HISTORY_LIMIT, type HistoryQuery, type MessageStore, type StoredMessage } from "./message-store.ts";
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE messages (
+     conv TEXT NOT NULL,
+     id INTEGER NOT NULL,
+     sender TEXT NOT NULL,
+     device TEXT NOT NULL,
+     cid TEXT NOT NULL,
+     text TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     PRIMARY KEY (conv, id)
+   ) WITHOUT ROWID`,
+];
+
+interface Row {
+  conv: string;
+  id: number;
+  sender: string;
+  device: string;
+  cid: string;
+  text: string;
+  ts: number;
+}
+
+export class EmbeddedMessageStore implements MessageStore {
+  readonly #db: Database.Database;
+  readonly #insert: Database.Statement;
+  readonly #newest: Database.Statement;
+  readonly #before: Database.Statement;
+
+  constructor(file: string) {
+    if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+    this.#db = new Database(file);
+    this.#db.pragma("journal_mode = WAL");
+    this.#db.pragma("synchronous = NORMAL");
+    this.#migrate();
+    this.#insert = this.#db.prepare(
+      "INSERT OR IGNORE INTO messages (conv, id, sender, device, cid, text, ts) VALUES (@conv, @id, @from, @device, @cid, @text, @ts)",
+    );
+    this.#newest = this.#db.prepare("SELECT * FROM messages WHERE conv = ? ORDER BY id DESC LIMIT ?");
+    this.#before = this.#db.prepare("SELECT * FROM messages WHERE conv = ? AND id < ? ORDER BY id DESC LIMIT ?");
+  }
+
+  #migrate(): void {
+    const version = this.#db.pragma("user_version", { simple: true }) as number;
+    const apply = this.#db.transaction(() => {
+      for (let v = version; v < MIGRATIONS.length; v++) this.#db.exec(MIGRATIONS[v]!);
+      this.#db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+    apply();
+  }
+
+  async putMessages(messages: readonly StoredMessage[]): Promise<void> {
+    const write = this.#db.transaction((rows: readonly StoredMessage[]) => {
+      for (const m of rows) this.#insert.run(m);
+    });
+    try {
+      write(messages);
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", "embedded store write failed", { cause: err });
+    }
+  }
+
+  async history(conv: string, q: HistoryQuery): Promise<StoredMessage[]> {
+    const limit = Math.min(Math.max(1, q.limit), MAX_HISTORY_LIMIT);
+    const rows = (q.before === undefined ? this.#newest.all(conv, limit) : this.#before.all(conv, q.before, limit)) as Row[];
+    return rows.map((r) => ({ conv: r.conv, id: r.id, from: r.sender, device: r.device, cid: r.cid, text: r.text, ts: r.ts }));
+  }
+
+  async ping(): Promise<void> {
+    this.#db.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,200 @@
+// Wires one natter node: NATS (embedded or configured), streams, store, workers and edge.
+// Used by `natter start` and by end-to-end tests; signals and exits stay in bin/.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { binPath, REPO_ROOT, type Config } from "../config/index.ts";
+import { NatterError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import { createEdge, type Edge, type ReadinessCheck, type TokenSettings } from "../edge/index.ts";
+import { openMessageStore, Persister, type MessageStore } from "../persistence/index.ts";
+import {
+  ConversationDirectory,
+  ensureTopology,
+  expectedStreams,
+  FanoutWorker,
+  names,
+  topologyOf,
+} from "../streams/index.ts";
+import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
+
+export interface NatterNode {
+  /** http://host:port of the edge (WebSocket at /ws). */
+  url: string;
+  natsUrl: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  store: MessageStore;
+  edge: Edge;
+  tokens: TokenSettings;
+  /** Graceful stop: sockets told to go away, workers finish in-flight work, NATS drained. */
+  close(): Promise<void>;
+}
+
+/** The token secret: configured, or kept in the data folder so tokens survive restarts. */
+export function tokenSettings(cfg: Config): TokenSettings {
+  let secret = cfg.auth.jwtSecret;
+  if (!secret) {
+    const file = path.resolve(cfg.dataDir, "jwt-secret");
+    if (existsSync(file)) {
+      secret = readFileSync(file, "utf8").trim();
+    } else {
+      mkdirSync(path.dirname(file), { recursive: true });
+      secret = randomBytes(32).toString("base64url");
+      writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    }
+  }
+  return { secret, issuer: cfg.auth.issuer, audience: cfg.auth.audience, ttlSec: cfg.auth.tokenTtlSec };
+}
+
+/** A nats-server left running by a natter that was killed (-9) still holds the store: stop it. */
+async function stopStaleServer(pidFile: string, log: Logger): Promise<void> {
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, "utf8").trim());
+  rmSync(pidFile, { force: true });
+  if (!Number.isSafeInteger(pid) || pid <= 0) return;
+  let cmdline = "";
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return; // not running
+  }
+  if (!cmdline.includes("nats-server")) return;
+  log.warn({ pid }, "stopping the nats-server a previous natter left running");
+  process.kill(pid, "SIGTERM");
+  const deadline = Date.now() + 10_000;
+  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (existsSync(`/proc/${pid}`)) process.kill(pid, "SIGKILL");
+}
+
+async function startEmbeddedNats(cfg: Config, log: Logger): Promise<NatsServerProcess> {
+  const e = cfg.nats.embedded;
+  const binary = e.binary ?? binPath("nats-server");
+  if (!existsSync(binary)) {
+    throw new NatterError("TOOL_MISSING", `nats-server not found at ${binary}: run \`npm run obtain -- nats-server\` (or set nats.servers to use a running NATS)`);
+  }
+  const configFile = path.resolve(e.configFile ?? path.join(REPO_ROOT, "nats-server.conf"));
+  const dir = path.resolve(cfg.dataDir, "nats");
+  mkdirSync(dir, { recursive: true });
+  const runDir = path.join(dir, "run");
+  await stopStaleServer(path.join(dir, "nats-server.pid"), log);
+  const nlog = log.child({ component: "nats-server" });
+  const server = await launchNatsServer({
+    binary,
+    name: "nats-server",
+    dir: runDir,
+    // nats-server resolves includes relative to the including file.
+    configText: `include ${JSON.stringify(path.relative(runDir, configFile))}`,
+    args: ["--addr", e.host, "--port", String(e.port), "--http_port", String(e.httpPort), "--store_dir", dir],
+    detached: true,
+    log: (line) => nlog.debug(line),
+  });
+  writeFileSync(path.join(dir, "nats-server.pid"), `${server.pid}\n`);
+  log.info({ url: server.clientUrl, monitor: server.monitorUrl, storeDir: dir }, "nats-server started");
+  return server;
+}
+
+export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode> {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const unwind = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
+  };
+  try {
+    let servers = cfg.nats.servers;
+    if (!servers) {
+      const server = await startEmbeddedNats(cfg, log);
+      cleanups.push(() => server.stop());
+      servers = [server.clientUrl];
+    }
+    const nc = await connect({
+      servers,
+      name: "natter",
+      ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}),
+      maxReconnectAttempts: -1,
+    }).catch((err: unknown) => {
+      throw new NatterError("UNAVAILABLE", `cannot connect to NATS at ${servers.join(", ")}: is it running?`, { cause: err });
+    });
+    cleanups.push(() => nc.drain());
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(nc, jsm, cfg.streams);
+    const topology = topologyOf(cfg.streams);
+
+    const store = await openMessageStore(cfg, log);
+    cleanups.push(() => store.close());
+
+    const kv = await new Kvm(nc).open(names.conversationsBucket);
+    const directory = new ConversationDirectory(kv, log);
+    await directory.startWatch();
+    cleanups.push(() => directory.close());
+
+    if (cfg.workers.enabled) {
+      const fanout = new FanoutWorker({ js, directory, topology, log: log.child({ component: "fanout" }) });
+      await fanout.start();
+      cleanups.push(() => fanout.stop());
+      const persister = new Persister({ js, store, topology, log: log.child({ component: "persister" }) });
+      await persister.start();
+      cleanups.push(() => persister.stop());
+    }
+
+    const tokens = tokenSettings(cfg);
+    const streamsNeeded = expectedStreams(cfg.streams);
+    const readiness = async (): Promise<Record<string, ReadinessCheck>> => {
+      const checks: Record<string, ReadinessCheck> = {};
+      checks.nats = nc.isClosed() ? { ok: false, detail: "connection closed" } : { ok: true, detail: nc.getServer() };
+      try {
+        const present = new Set<string>();
+        for await (const name of jsm.streams.names()) present.add(name);
+        const missing = streamsNeeded.filter((s) => !present.has(s));
+        checks.streams = missing.length === 0 ? { ok: true } : { ok: false, detail: `missing: ${missing.join(", ")}` };
+      } catch (err) {
+        checks.streams = { ok: false, detail: (err as Error).message };
+      }
+      try {
+        await store.ping();
+        checks.store = { ok: true, detail: cfg.store.kind };
+      } catch (err) {
+        checks.store = { ok: false, detail: `${cfg.store.kind} unreachable` };
+        log.warn({ err }, "store ping failed");
+      }
+      return checks;
+    };
+
+    const edge = await createEdge({
+      nc,
+      js,
+      jsm,
+      directory,
+      topology,
+      config: cfg.edge,
+      tokens,
+      history: (conv, q) => store.history(conv, q),
+      devTokens: cfg.auth.devTokens,
+      log: log.child({ component: "edge" }),
+      readiness,
+    });
+    const url = await edge.listen();
+    cleanups.push(() => edge.close());
+    log.info({ url, ws: `${url.replace(/^http/, "ws")}/ws`, store: cfg.store.kind }, "natter is up");
+
+    let closing: Promise<void> | undefined;
+    return {
+      url,
+      natsUrl: servers[0]!,
+      nc,
+      js,
+      jsm,
+      store,
+      edge,
+      tokens,
+      close: () => (closing ??= unwind()),
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}

@@ -1,0 +1,64 @@
+// Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { NatterError } from "../core/errors.ts";
+import { InboxEntrySchema, decodeJson, type InboxEntry } from "./messages.ts";
+import { inboxStreamOf, inboxSubject, type Topology } from "./subjects.ts";
+
+export interface InboxItem {
+  /** Inbox stream sequence: the device cursor after this item. */
+  seq: number;
+  entry: InboxEntry;
+}
+
+export interface InboxBounds {
+  /** First sequence still held by the user's inbox stream (older ones expired). */
+  firstSeq: number;
+  /** Last sequence stored in the stream (any user of the shard). */
+  lastSeq: number;
+}
+
+export async function inboxBounds(jsm: JetStreamManager, t: Topology, userId: string): Promise<InboxBounds> {
+  try {
+    const info = await jsm.streams.info(inboxStreamOf(t, userId));
+    return { firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
+  } catch (err) {
+    throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
+  }
+}
+
+export function parseInboxEntry(data: Uint8Array): InboxEntry {
+  return InboxEntrySchema.parse(decodeJson(data));
+}
+
+/**
+ * Yields the user's inbox items with afterSeq < seq ≤ untilSeq, in order, in batches read with
+ * direct gets (no consumer per device).
+ */
+export async function* readInbox(
+  jsm: JetStreamManager,
+  t: Topology,
+  userId: string,
+  afterSeq: number,
+  untilSeq: number,
+  batch = 256,
+): AsyncGenerator<InboxItem> {
+  const stream = inboxStreamOf(t, userId);
+  const subject = inboxSubject(t, userId);
+  let next = afterSeq + 1;
+  while (next <= untilSeq) {
+    let got = 0;
+    let it;
+    try {
+      it = await jsm.direct.getBatch(stream, { seq: next, next_by_subj: subject, batch });
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
+    }
+    for await (const sm of it) {
+      got++;
+      if (sm.seq > untilSeq) return;
+      next = sm.seq + 1;
+      yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+    }
+    if (got < batch) return;
+  }
+}

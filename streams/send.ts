@@ -1,0 +1,38 @@
+// Publishing a client's message into its conversation stream. Idempotent: the msg id is
+// derived from (sender, client message id), so a retry on any edge within the stream's
+// duplicate window returns the same id and stores nothing new.
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { NatterError } from "../core/errors.ts";
+import { encodeJson, type ConversationMessage } from "./messages.ts";
+import { conversationSubject, sendMsgId, type Topology } from "./subjects.ts";
+
+export interface SendInput {
+  conv: string;
+  from: string;
+  device: string;
+  cid: string;
+  text: string;
+}
+
+export interface SendResult {
+  /** The message id: its sequence in the conversation's stream. */
+  id: number;
+  /** True when this was a retry of a message already stored. */
+  duplicate: boolean;
+  ts: number;
+}
+
+export async function publishMessage(js: JetStreamClient, t: Topology, input: SendInput): Promise<SendResult> {
+  const ts = Date.now();
+  const msg: ConversationMessage = { v: 1, type: "msg", ...input, ts };
+  try {
+    const ack = await js.publish(conversationSubject(t, input.conv), encodeJson(msg), {
+      msgID: sendMsgId(input.from, input.cid),
+      timeout: 5000,
+    });
+    return { id: ack.seq, duplicate: ack.duplicate, ts };
+  } catch (err) {
+    if (err instanceof NatterError) throw err;
+    throw new NatterError("UNAVAILABLE", "could not store the message; retry with the same cid", { cause: err });
+  }
+}

@@ -1,0 +1,88 @@
+// Every NATS subject, stream, consumer and bucket name natter uses is built here and
+// nowhere else. Ids are validated before they become a token (core/ids.ts).
+import { NatterError } from "../core/errors.ts";
+import { checkId } from "../core/ids.ts";
+
+export interface Topology {
+  /** Number of conversation streams (CONV_0..n-1); a conversation lives in one, by hash. */
+  conversationShards: number;
+  /** Number of inbox streams (INBOX_0..n-1); a user's inbox lives in one, by hash. */
+  inboxShards: number;
+}
+
+/** FNV-1a 32-bit: a stable, dependency-free hash so every process agrees on the shard. */
+export function stableHash(value: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < value.length; i++) {
+    h ^= value.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+export function conversationShard(t: Topology, convId: string): number {
+  return stableHash(convId) % t.conversationShards;
+}
+
+export function inboxShard(t: Topology, userId: string): number {
+  return stableHash(userId) % t.inboxShards;
+}
+
+export const names = {
+  conversationStream: (shard: number) => `CONV_${shard}`,
+  conversationStreamSubjects: (shard: number) => `conv.${shard}.*`,
+  inboxStream: (shard: number) => `INBOX_${shard}`,
+  inboxStreamSubjects: (shard: number) => `inbox.${shard}.*`,
+  inboxRepublishSource: (shard: number) => `inbox.${shard}.>`,
+  inboxRepublishDest: (shard: number) => `deliver.${shard}.>`,
+  /** Durable consumer on each conversation stream that copies messages to inboxes. */
+  fanoutConsumer: "fanout",
+  /** Durable consumer on each conversation stream that writes messages to the store. */
+  persisterConsumer: "persister",
+  conversationsBucket: "conversations",
+  presenceBucket: "presence",
+} as const;
+
+export function conversationSubject(t: Topology, convId: string): string {
+  checkId("conversation id", convId);
+  return `conv.${conversationShard(t, convId)}.${convId}`;
+}
+
+export function conversationStreamOf(t: Topology, convId: string): string {
+  return names.conversationStream(conversationShard(t, convId));
+}
+
+export function inboxSubject(t: Topology, userId: string): string {
+  checkId("user id", userId);
+  return `inbox.${inboxShard(t, userId)}.${userId}`;
+}
+
+export function inboxStreamOf(t: Topology, userId: string): string {
+  return names.inboxStream(inboxShard(t, userId));
+}
+
+/** Core subject on which the inbox stream republishes each stored message of a user. */
+export function deliverySubject(t: Topology, userId: string): string {
+  checkId("user id", userId);
+  return `deliver.${inboxShard(t, userId)}.${userId}`;
+}
+
+/** Last token of a conversation subject: the conversation id. */
+export function convIdFromSubject(subject: string): string {
+  const parts = subject.split(".");
+  const id = parts[2];
+  if (parts.length !== 3 || parts[0] !== "conv" || id === undefined) {
+    throw new NatterError("INTERNAL", `not a conversation subject: ${subject}`);
+  }
+  return checkId("conversation id", id);
+}
+
+/** Nats-Msg-Id for a client's send: stable across retries, edges and reconnects. */
+export function sendMsgId(senderId: string, clientMsgId: string): string {
+  return `s:${checkId("user id", senderId)}:${checkId("client message id", clientMsgId)}`;
+}
+
+/** Nats-Msg-Id for the copy of conversation message (stream, seq) in one user's inbox. */
+export function fanoutMsgId(stream: string, seq: number, userId: string): string {
+  return `f:${stream}:${seq}:${checkId("user id", userId)}`;
+}

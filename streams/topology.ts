@@ -1,0 +1,113 @@
+// Creates (or updates) natter's streams, durable consumers and KV buckets. Idempotent: every
+// process runs it at start, so a fresh server and an upgraded config converge the same way.
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+  type ConsumerConfig,
+} from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { StreamsConfig } from "../config/index.ts";
+import { names, type Topology } from "./subjects.ts";
+
+export function topologyOf(cfg: StreamsConfig): Topology {
+  return { conversationShards: cfg.conversationShards, inboxShards: cfg.inboxShards };
+}
+
+const S = 1000;
+
+export function conversationStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.conversationStream(shard),
+    description: "natter: conversation messages and events; the stream sequence is the message id",
+    subjects: [names.conversationStreamSubjects(shard)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_age: nanos(cfg.conversationMaxAgeSec * S),
+    duplicate_window: nanos(cfg.duplicateWindowSec * S),
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+  };
+}
+
+export function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.inboxStream(shard),
+    description: "natter: per-user inboxes; the stream sequence is the device cursor",
+    subjects: [names.inboxStreamSubjects(shard)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_age: nanos(cfg.inboxMaxAgeSec * S),
+    // Fan-out redeliveries are deduplicated by (stream, seq, user) for as long as a redelivery can happen.
+    duplicate_window: nanos(Math.min(cfg.duplicateWindowSec, cfg.inboxMaxAgeSec) * S),
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+    republish: { src: names.inboxRepublishSource(shard), dest: names.inboxRepublishDest(shard) },
+  };
+}
+
+export function workerConsumerConfig(cfg: StreamsConfig, durable: string): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(30 * S),
+    max_ack_pending: cfg.maxAckPending,
+    // Redelivered until acked: a worker acks only after the effect is durable.
+    max_deliver: -1,
+  };
+}
+
+async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+  } catch {
+    await jsm.streams.add(config);
+    return;
+  }
+  await jsm.streams.update(config.name, config);
+}
+
+async function upsertConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, config.durable_name);
+    await jsm.consumers.update(stream, config.durable_name, config);
+  } catch {
+    await jsm.consumers.add(stream, config);
+  }
+}
+
+/** Ensures every stream, consumer and bucket exists with the configured settings. */
+export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
+  for (let shard = 0; shard < cfg.conversationShards; shard++) {
+    const stream = names.conversationStream(shard);
+    await upsertStream(jsm, conversationStreamConfig(cfg, shard));
+    await upsertConsumer(jsm, stream, workerConsumerConfig(cfg, names.fanoutConsumer));
+    await upsertConsumer(jsm, stream, workerConsumerConfig(cfg, names.persisterConsumer));
+  }
+  for (let shard = 0; shard < cfg.inboxShards; shard++) {
+    await upsertStream(jsm, inboxStreamConfig(cfg, shard));
+  }
+  const kvm = new Kvm(nc);
+  await kvm.create(names.conversationsBucket, { replicas: cfg.replicas, history: 1, storage: StorageType.File });
+}
+
+/** Names of every stream natter needs: used by readiness checks. */
+export function expectedStreams(cfg: StreamsConfig): string[] {
+  const out: string[] = [];
+  for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
+  for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
+  out.push(`KV_${names.conversationsBucket}`);
+  return out;
+}
