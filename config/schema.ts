@@ -87,6 +87,8 @@ export const AuthSchema = z.strictObject({
 });
 
 export const EdgeSchema = z.strictObject({
+  /** Serve HTTP and WebSocket clients from this process (off for a workers-only process). */
+  enabled: bool().default(true),
   host: z.string().default("127.0.0.1"),
   port: int(0, 65535).default(8080),
   region: z.string().default("local"),
@@ -160,9 +162,6 @@ export const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsS
 export const WorkersSchema = z.strictObject({
   /** Run the fan-out and persister workers in this process. */
   enabled: bool().default(true),
-  /** Metrics and health of the workers (Prometheus text at /metrics). */
-  host: z.string().default("127.0.0.1"),
-  port: int(0, 65535).default(9090),
   /** Concurrent store writes of the persister. */
   persistConcurrency: int(1, 4096).default(256),
 });

@@ -22,14 +22,15 @@ import {
 import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
 
 export interface NatterNode {
-  /** http://host:port of the edge (WebSocket at /ws). */
+  /** http://host:port of the edge (WebSocket at /ws); empty without an edge. */
   url: string;
   natsUrl: string;
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   store: MessageStore;
-  edge: Edge;
+  /** Absent when edge.enabled is false (a workers-only process). */
+  edge: Edge | undefined;
   tokens: TokenSettings;
   /** Graceful stop: sockets told to go away, workers finish in-flight work, NATS drained. */
   close(): Promise<void>;
@@ -164,22 +165,27 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       return checks;
     };
 
-    const edge = await createEdge({
-      nc,
-      js,
-      jsm,
-      directory,
-      topology,
-      config: cfg.edge,
-      tokens,
-      history: (conv, q) => store.history(conv, q),
-      devTokens: cfg.auth.devTokens,
-      log: log.child({ component: "edge" }),
-      readiness,
-    });
-    const url = await edge.listen();
-    cleanups.push(() => edge.close());
-    log.info({ url, ws: `${url.replace(/^http/, "ws")}/ws`, store: cfg.store.kind }, "natter is up");
+    let edge: Edge | undefined;
+    let url = "";
+    if (cfg.edge.enabled) {
+      const e = await createEdge({
+        nc,
+        js,
+        jsm,
+        directory,
+        topology,
+        config: cfg.edge,
+        tokens,
+        history: (conv, q) => store.history(conv, q),
+        devTokens: cfg.auth.devTokens,
+        log: log.child({ component: "edge" }),
+        readiness,
+      });
+      url = await e.listen();
+      cleanups.push(() => e.close());
+      edge = e;
+    }
+    log.info({ url: url || undefined, ws: url ? `${url.replace(/^http/, "ws")}/ws` : undefined, store: cfg.store.kind, workers: cfg.workers.enabled }, "natter is up");
 
     let closing: Promise<void> | undefined;
     return {

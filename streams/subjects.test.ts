@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { NatterError } from "../core/errors.ts";
+import { dmConversationId } from "./conversations.ts";
+import { conversationSubject, deliverySubject, fanoutMsgId, inboxSubject, sendMsgId, stableHash } from "./subjects.ts";
+
+const t = { conversationShards: 4, inboxShards: 8 };
+
+describe("subjects", () => {
+  it("builds one token per id, sharded by a stable hash", () => {
+    expect(stableHash("abc")).toBe(stableHash("abc"));
+    const s = conversationSubject(t, "g_team");
+    expect(s).toMatch(/^conv\.[0-3]\.g_team$/);
+    expect(inboxSubject(t, "alice")).toMatch(/^inbox\.[0-7]\.alice$/);
+    expect(deliverySubject(t, "alice").split(".")[1]).toBe(inboxSubject(t, "alice").split(".")[1]);
+  });
+
+  it.each(["a.b", "*", ">", "a b", "tab\t", "new\nline", "", "x".repeat(65), "ünïcode", "a\u0000b", "$SYS"])(
+    "refuses %j before it can reach a subject or msg id",
+    (bad) => {
+      expect(() => conversationSubject(t, bad)).toThrow(NatterError);
+      expect(() => inboxSubject(t, bad)).toThrow(NatterError);
+      expect(() => sendMsgId("alice", bad)).toThrow(NatterError);
+      expect(() => fanoutMsgId("CONV_0", 1, bad)).toThrow(NatterError);
+    },
+  );
+
+  it("derives the dedupe id from (sender, client id) only", () => {
+    expect(sendMsgId("alice", "c-1")).toBe(sendMsgId("alice", "c-1"));
+    expect(sendMsgId("alice", "c-1")).not.toBe(sendMsgId("bob", "c-1"));
+  });
+
+  it("gives a pair one 1:1 conversation id whichever side opens it", () => {
+    expect(dmConversationId("alice", "bob")).toBe(dmConversationId("bob", "alice"));
+    expect(dmConversationId("alice", "bob")).not.toBe(dmConversationId("alice", "carol"));
+    expect(dmConversationId("alice", "bob")).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+  });
+});
