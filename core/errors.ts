@@ -22,6 +22,12 @@ export const ERRORS = {
   // Conversations
   CONVERSATION_NOT_FOUND: { status: 404, temporary: false, message: "conversation not found" },
   SELF_CONVERSATION: { status: 400, temporary: false, message: "cannot open a conversation with yourself" },
+  GROUP_FULL: { status: 409, temporary: false, message: "the group has the maximum number of members" },
+  NOT_A_GROUP: { status: 400, temporary: false, message: "members can be changed in groups only" },
+  CONFLICT: { status: 409, temporary: true, message: "the conversation changed concurrently; retry" },
+  // Blobs
+  BLOB_NOT_FOUND: { status: 404, temporary: false, message: "blob not found" },
+  BAD_BLOB: { status: 400, temporary: false, message: "blob content type or size is not valid" },
   // Limits
   RATE_LIMITED: { status: 429, temporary: true, message: "too many requests" },
   // Infrastructure

@@ -24,6 +24,17 @@ export const ClientFrame = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("dm.open"), ref, peer: id }),
   z.strictObject({ type: z.literal("send"), ref, conv: id, cid: id, text: z.string() }),
   z.strictObject({
+    type: z.literal("group.create"),
+    ref,
+    name: z.string().min(1).max(100),
+    /** Initial members besides the creator (at most 99 others). */
+    members: z.array(id).max(200).default([]),
+  }),
+  z.strictObject({ type: z.literal("group.add"), ref, conv: id, user: id }),
+  z.strictObject({ type: z.literal("group.remove"), ref, conv: id, user: id }),
+  z.strictObject({ type: z.literal("group.leave"), ref, conv: id }),
+  z.strictObject({ type: z.literal("members"), ref, conv: id }),
+  z.strictObject({
     type: z.literal("history"),
     ref,
     conv: id,
@@ -33,22 +44,46 @@ export const ClientFrame = z.discriminatedUnion("type", [
   }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
-export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history"] as const;
+export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history", "group.create", "group.add", "group.remove", "group.leave", "members"] as const;
+
+/** A conversation as clients see it. */
+export interface ConvView {
+  id: string;
+  kind: "dm" | "group";
+  members: string[];
+  name?: string | undefined;
+  owner?: string | undefined;
+}
 
 /** Frames the server sends. */
 export type ServerFrame =
   | { type: "welcome"; v: number; user: string; device: string; cursor: number }
   | { type: "reset"; cursor: number; reason: string }
   | { type: "pong"; ref?: string | undefined }
-  | { type: "conv"; ref?: string | undefined; conv: { id: string; kind: string; members: string[] } }
+  | { type: "conv"; ref?: string | undefined; conv: ConvView }
   | { type: "ack"; ref?: string | undefined; conv: string; cid: string; id: number; dup: boolean }
   | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number }
+  | {
+      type: "members";
+      cursor: number;
+      conv: string;
+      id: number;
+      action: "create" | "add" | "remove" | "leave";
+      user?: string | undefined;
+      by: string;
+      members: string[];
+      name?: string | undefined;
+      owner?: string | undefined;
+      ts: number;
+    }
   | { type: "history"; ref?: string | undefined; conv: string; messages: HistoryMessage[] }
   | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
 
 /** A message as history returns it (newest first). */
 export interface HistoryMessage {
   conv: string;
+  /** "members": a membership change; `text` holds its JSON ({action, user, members, name, owner}). */
+  kind: "msg" | "members";
   id: number;
   from: string;
   device: string;

@@ -14,6 +14,7 @@ import {
   parseInboxEntry,
   publishMessage,
   readInbox,
+  type Conversation,
   type ConversationDirectory,
   type InboxEntry,
   type Topology,
@@ -254,9 +255,15 @@ export class DeviceSession {
 
   #deliver(seq: number, e: InboxEntry): void {
     if (seq <= this.#last) return;
-    if (this.#send({ type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts })) {
-      this.#last = seq;
-    }
+    const frame: ServerFrame =
+      e.type === "msg"
+        ? { type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts }
+        : { type: "members", cursor: seq, conv: e.conv, id: e.id, action: e.action, user: e.user, by: e.by, members: e.members, name: e.name, owner: e.owner, ts: e.ts };
+    if (this.#send(frame)) this.#last = seq;
+  }
+
+  #conv(ref: string | undefined, c: Conversation): void {
+    this.#send({ type: "conv", ref, conv: { id: c.id, kind: c.kind, members: c.members, name: c.name, owner: c.owner } });
   }
 
   async #pump(): Promise<void> {
@@ -283,11 +290,18 @@ export class DeviceSession {
       case "ping":
         this.#send({ type: "pong", ref: f.ref });
         return;
-      case "dm.open": {
-        const conv = await this.#s.directory.openDm(this.#user, f.peer);
-        this.#send({ type: "conv", ref: f.ref, conv: { id: conv.id, kind: conv.kind, members: conv.members } });
-        return;
-      }
+      case "dm.open":
+        return this.#conv(f.ref, await this.#s.directory.openDm(this.#user, f.peer));
+      case "group.create":
+        return this.#conv(f.ref, await this.#s.directory.createGroup(this.#user, f.name, f.members));
+      case "group.add":
+        return this.#conv(f.ref, await this.#s.directory.addMember(f.conv, this.#user, f.user));
+      case "group.remove":
+        return this.#conv(f.ref, await this.#s.directory.removeMember(f.conv, this.#user, f.user));
+      case "group.leave":
+        return this.#conv(f.ref, await this.#s.directory.removeMember(f.conv, this.#user, this.#user));
+      case "members":
+        return this.#conv(f.ref, await this.#s.directory.requireMember(f.conv, this.#user));
       case "send": {
         if ([...f.text].length > this.#s.edge.maxTextChars) {
           throw new NatterError("TEXT_TOO_LARGE", `text exceeds ${this.#s.edge.maxTextChars} characters`);

@@ -10,7 +10,7 @@ import { MAX_HISTORY_LIMIT, type HistoryQuery, type MessageStore, type StoredMes
 
 
 const INSERT_MESSAGE =
-  "INSERT INTO messages (conv_id, bucket, msg_id, sender, device, client_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+  "INSERT INTO messages (conv_id, bucket, msg_id, kind, sender, device, client_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_BUCKET = "INSERT INTO message_buckets (conv_id, bucket) VALUES (?, ?)";
 const SELECT_BUCKETS = "SELECT bucket FROM message_buckets WHERE conv_id = ?";
 const SELECT_NEWEST = "SELECT * FROM messages WHERE conv_id = ? AND bucket = ? LIMIT ?";
@@ -54,7 +54,11 @@ export async function migrateCassandra(cfg: CassandraStoreConfig, log: Logger): 
       if (done.has(m.version)) continue;
       log.info({ version: m.version, description: m.description }, "applying cassandra migration");
       for (const stmt of m.statements) {
-        await admin.execute(stmt.replace(/(CREATE TABLE IF NOT EXISTS )(\w+)/, `$1${cfg.keyspace}.$2`), [], { prepare: false });
+        await admin.execute(stmt.replace(/^(CREATE TABLE IF NOT EXISTS |ALTER TABLE )(\w+)/, `$1${cfg.keyspace}.$2`), [], { prepare: false }).catch((err: unknown) => {
+          // A column added by a migration that crashed before recording itself: already done.
+          if (/conflicts with an existing column|already exists/i.test(String((err as Error).message))) return;
+          throw err;
+        });
       }
       await admin.execute(
         `INSERT INTO ${cfg.keyspace}.schema_migrations (version, description, applied_at) VALUES (?, ?, ?)`,
@@ -108,7 +112,7 @@ export class CassandraMessageStore implements MessageStore {
       }
       queries.push({
         query: INSERT_MESSAGE,
-        params: [m.conv, bucket, cassandra.types.Long.fromNumber(m.id), m.from, m.device, m.cid, m.text, new Date(m.ts)],
+        params: [m.conv, bucket, cassandra.types.Long.fromNumber(m.id), m.kind, m.from, m.device, m.cid, m.text, new Date(m.ts)],
       });
     }
     try {
@@ -161,6 +165,7 @@ function rowToMessage(r: cassandra.types.Row): StoredMessage {
   return {
     conv: r.get("conv_id") as string,
     id: (r.get("msg_id") as cassandra.types.Long).toNumber(),
+    kind: ((r.get("kind") as string | null) ?? "msg") as StoredMessage["kind"],
     from: r.get("sender") as string,
     device: r.get("device") as string,
     cid: r.get("client_id") as string,

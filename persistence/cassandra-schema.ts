@@ -38,6 +38,11 @@ export const MIGRATIONS: readonly Migration[] = [
        ) WITH CLUSTERING ORDER BY (bucket DESC)`,
     ],
   },
+  {
+    version: 2,
+    description: "membership changes stored beside messages (kind)",
+    statements: ["ALTER TABLE messages ADD kind text"],
+  },
 ];
 
 export function createKeyspaceCql(cfg: CassandraStoreConfig): string {

@@ -3,6 +3,8 @@
 
 export interface StoredMessage {
   conv: string;
+  /** "msg": a text message; "members": a membership change (`text` holds its JSON). */
+  kind: "msg" | "members";
   /** Message id: the conversation stream sequence. Unique and increasing within `conv`. */
   id: number;
   from: string;

@@ -3,7 +3,7 @@
 // durable consumer and split the work; a redelivered message rewrites the same row (idempotent).
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
-import { ConversationMessageSchema, decodeJson, names, type Topology } from "../streams/index.ts";
+import { ConversationEventSchema, decodeJson, names, type Topology } from "../streams/index.ts";
 import type { MessageStore, StoredMessage } from "./message-store.ts";
 
 export interface PersisterDeps {
@@ -66,7 +66,7 @@ export class Persister {
     const rows: StoredMessage[] = [];
     const good: JsMsg[] = [];
     for (const m of batch) {
-      const parsed = ConversationMessageSchema.safeParse(safeJson(m.data));
+      const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
       if (!parsed.success) {
         this.stats.poison++;
         this.#deps.log.error({ stream: m.info.stream, seq: m.seq }, "unreadable message in conversation stream; terminated");
@@ -74,7 +74,20 @@ export class Persister {
         continue;
       }
       const p = parsed.data;
-      rows.push({ conv: p.conv, id: m.seq, from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts });
+      rows.push(
+        p.type === "msg"
+          ? { conv: p.conv, id: m.seq, kind: "msg", from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts }
+          : {
+              conv: p.conv,
+              id: m.seq,
+              kind: "members",
+              from: p.by,
+              device: "",
+              cid: "",
+              text: JSON.stringify({ action: p.action, user: p.user, members: p.members, name: p.name, owner: p.owner }),
+              ts: p.ts,
+            },
+      );
       good.push(m);
     }
     try {

@@ -14,7 +14,7 @@ describe("EmbeddedMessageStore", () => {
   it("keeps messages across a reopen of the same file", async () => {
     const file = path.join(dir, "reopen.sqlite");
     const a = new EmbeddedMessageStore(file);
-    await a.putMessages([{ conv: "c1", id: 5, from: "u", device: "d", cid: "x", text: "kept", ts: 1 }]);
+    await a.putMessages([{ conv: "c1", id: 5, kind: "msg", from: "u", device: "d", cid: "x", text: "kept", ts: 1 }]);
     await a.close();
     const b = new EmbeddedMessageStore(file);
     expect((await b.history("c1", { limit: 5 })).map((m) => m.text)).toEqual(["kept"]);

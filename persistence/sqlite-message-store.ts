@@ -16,10 +16,12 @@ const MIGRATIONS: readonly string[] = [
      ts INTEGER NOT NULL,
      PRIMARY KEY (conv, id)
    ) WITHOUT ROWID`,
+  `ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'msg'`,
 ];
 
 interface Row {
   conv: string;
+  kind: "msg" | "members";
   id: number;
   sender: string;
   device: string;
@@ -41,7 +43,7 @@ export class EmbeddedMessageStore implements MessageStore {
     this.#db.pragma("synchronous = NORMAL");
     this.#migrate();
     this.#insert = this.#db.prepare(
-      "INSERT OR IGNORE INTO messages (conv, id, sender, device, cid, text, ts) VALUES (@conv, @id, @from, @device, @cid, @text, @ts)",
+      "INSERT OR IGNORE INTO messages (conv, id, kind, sender, device, cid, text, ts) VALUES (@conv, @id, @kind, @from, @device, @cid, @text, @ts)",
     );
     this.#newest = this.#db.prepare("SELECT * FROM messages WHERE conv = ? ORDER BY id DESC LIMIT ?");
     this.#before = this.#db.prepare("SELECT * FROM messages WHERE conv = ? AND id < ? ORDER BY id DESC LIMIT ?");
@@ -70,7 +72,7 @@ export class EmbeddedMessageStore implements MessageStore {
   async history(conv: string, q: HistoryQuery): Promise<StoredMessage[]> {
     const limit = Math.min(Math.max(1, q.limit), MAX_HISTORY_LIMIT);
     const rows = (q.before === undefined ? this.#newest.all(conv, limit) : this.#before.all(conv, q.before, limit)) as Row[];
-    return rows.map((r) => ({ conv: r.conv, id: r.id, from: r.sender, device: r.device, cid: r.cid, text: r.text, ts: r.ts }));
+    return rows.map((r) => ({ conv: r.conv, id: r.id, kind: r.kind, from: r.sender, device: r.device, cid: r.cid, text: r.text, ts: r.ts }));
   }
 
   async ping(): Promise<void> {

@@ -4,7 +4,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { binPath, REPO_ROOT, type Config } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
@@ -16,7 +15,6 @@ import {
   ensureTopology,
   expectedStreams,
   FanoutWorker,
-  names,
   topologyOf,
 } from "../streams/index.ts";
 import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
@@ -122,16 +120,13 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     cleanups.push(() => nc.drain());
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    await ensureTopology(nc, jsm, cfg.streams);
+    await ensureTopology(jsm, cfg.streams);
     const topology = topologyOf(cfg.streams);
 
     const store = await openMessageStore(cfg, log);
     cleanups.push(() => store.close());
 
-    const kv = await new Kvm(nc).open(names.conversationsBucket);
-    const directory = new ConversationDirectory(kv, log);
-    await directory.startWatch();
-    cleanups.push(() => directory.close());
+    const directory = new ConversationDirectory(js, jsm, topology);
 
     if (cfg.workers.enabled) {
       const fanout = new FanoutWorker({ js, directory, topology, log: log.child({ component: "fanout" }) });

@@ -1,22 +1,28 @@
-// The conversation directory: who is in which conversation. Lives in a JetStream KV bucket so
-// every edge and worker shares it; cached per process and kept fresh by a bucket watch.
-import { createHash } from "node:crypto";
-import type { KV } from "@nats-io/kv";
-import { z } from "zod";
+// The conversation directory. A conversation's membership lives in its own stream, on the
+// subject `conv.<shard>.<id>.members`: every change is an event there carrying the full member
+// list, and the last event is the current membership. Changes are compare-and-set on that
+// subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
+// any number of edges serialize without a lock, a read-then-write race, or an owner node.
+import { randomBytes, createHash } from "node:crypto";
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
-import type { Logger } from "../core/logger.ts";
-import { decodeJson, encodeJson } from "./messages.ts";
+import { MembershipEventSchema, decodeJson, encodeJson, type MembershipEvent } from "./messages.ts";
+import { conversationStreamOf, membershipMsgId, membershipSubject, type Topology } from "./subjects.ts";
 
-export const ConversationSchema = z.object({
-  id: z.string(),
-  kind: z.enum(["dm", "group"]),
-  members: z.array(z.string()),
-  name: z.string().optional(),
-  owner: z.string().optional(),
-  createdAt: z.number(),
-});
-export type Conversation = z.infer<typeof ConversationSchema>;
+export const MAX_GROUP_MEMBERS = 100;
+const MAX_CAS_ATTEMPTS = 50;
+const WRONG_LAST_SEQUENCE = 10071;
+
+export interface Conversation {
+  id: string;
+  kind: "dm" | "group";
+  members: string[];
+  name?: string | undefined;
+  owner?: string | undefined;
+  /** Stream sequence of the membership event this state comes from. */
+  revision: number;
+}
 
 /** The one 1:1 conversation of a pair: the same id whichever side opens it. */
 export function dmConversationId(a: string, b: string): string {
@@ -24,54 +30,53 @@ export function dmConversationId(a: string, b: string): string {
   return `dm_${createHash("sha256").update(`${x}\n${y}`).digest("hex").slice(0, 40)}`;
 }
 
+export function newGroupId(): string {
+  return `g_${randomBytes(16).toString("base64url")}`;
+}
+
+function fromEvent(sm: StoredMsg): Conversation {
+  const e = MembershipEventSchema.parse(decodeJson(sm.data));
+  return { id: e.conv, kind: e.kind, members: e.members, name: e.name, owner: e.owner, revision: sm.seq };
+}
+
+type Change = (current: Conversation | null) => Omit<MembershipEvent, "v" | "type" | "conv" | "ts"> | Conversation;
+
 export class ConversationDirectory {
-  readonly #kv: KV;
-  readonly #cache = new Map<string, Conversation>();
-  readonly #log: Logger;
-  #watching: Promise<void> | undefined;
-  #stop: (() => void) | undefined;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #t: Topology;
 
-  constructor(kv: KV, log: Logger) {
-    this.#kv = kv;
-    this.#log = log;
+  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology) {
+    this.#js = js;
+    this.#jsm = jsm;
+    this.#t = topology;
   }
 
-  /** Keeps the cache in step with the bucket (membership changes made by other processes). */
-  async startWatch(): Promise<void> {
-    const it = await this.#kv.watch({ include: "updates" });
-    this.#stop = () => it.stop();
-    this.#watching = (async () => {
-      for await (const e of it) {
-        if (e.operation === "PUT") {
-          const parsed = ConversationSchema.safeParse(decodeJson(e.value));
-          if (parsed.success) this.#cache.set(e.key, parsed.data);
-          else this.#cache.delete(e.key);
-        } else {
-          this.#cache.delete(e.key);
-        }
-      }
-    })().catch((err: unknown) => this.#log.warn({ err }, "conversation watch ended"));
-  }
-
-  async close(): Promise<void> {
-    this.#stop?.();
-    await this.#watching;
-  }
-
+  /** The current membership, or null when the conversation does not exist. */
   async get(id: string): Promise<Conversation | null> {
-    checkId("conversation id", id);
-    const hit = this.#cache.get(id);
-    if (hit) return hit;
-    let entry;
+    const subject = membershipSubject(this.#t, id);
+    let sm: StoredMsg | null;
     try {
-      entry = await this.#kv.get(id);
+      sm = await this.#jsm.direct.getMessage(conversationStreamOf(this.#t, id), { last_by_subj: subject });
     } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) return null;
       throw new NatterError("UNAVAILABLE", "conversation directory unavailable", { cause: err });
     }
-    if (!entry || entry.operation !== "PUT") return null;
-    const conv = ConversationSchema.parse(decodeJson(entry.value));
-    this.#cache.set(id, conv);
-    return conv;
+    return sm ? fromEvent(sm) : null;
+  }
+
+  /** The membership in force at stream sequence `seq` (the last change at or before it). */
+  async getAsOf(id: string, seq: number): Promise<Conversation | null> {
+    const subject = membershipSubject(this.#t, id);
+    try {
+      const it = await this.#jsm.direct.getLastMessagesFor(conversationStreamOf(this.#t, id), { multi_last: [subject], up_to_seq: seq });
+      let found: Conversation | null = null;
+      for await (const sm of it) found = fromEvent(sm);
+      return found;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) return null;
+      throw new NatterError("UNAVAILABLE", "conversation directory unavailable", { cause: err });
+    }
   }
 
   /** The conversation, if `userId` is a member; otherwise NOT_MEMBER (also when it does not exist). */
@@ -81,22 +86,74 @@ export class ConversationDirectory {
     return conv;
   }
 
+  /** Applies `change` to the current state with compare-and-set, retrying on a concurrent change. */
+  async #change(id: string, change: Change): Promise<Conversation> {
+    const subject = membershipSubject(this.#t, id);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const current = await this.get(id);
+      const next = change(current);
+      if ("revision" in next) return next; // nothing to change
+      const event: MembershipEvent = { v: 1, type: "members", conv: id, ts: Date.now(), ...next };
+      const prev = current?.revision ?? 0;
+      try {
+        const ack = await this.#js.publish(subject, encodeJson(event), {
+          expect: { lastSubjectSequence: prev },
+          msgID: membershipMsgId(id, prev, event.action, event.user ?? event.by),
+          timeout: 5000,
+        });
+        return { id, kind: event.kind, members: event.members, name: event.name, owner: event.owner, revision: ack.seq };
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
+          continue;
+        }
+        throw new NatterError("UNAVAILABLE", "could not change the conversation", { cause: err });
+      }
+    }
+    throw new NatterError("CONFLICT");
+  }
+
   /** Opens (or returns) the 1:1 conversation between two users. */
   async openDm(userId: string, peerId: string): Promise<Conversation> {
+    checkId("user id", userId);
+    checkId("user id", peerId);
     if (userId === peerId) throw new NatterError("SELF_CONVERSATION");
     const id = dmConversationId(userId, peerId);
-    const existing = await this.get(id);
-    if (existing) return existing;
-    const conv: Conversation = { id, kind: "dm", members: [userId, peerId].sort(), createdAt: Date.now() };
-    try {
-      await this.#kv.create(id, encodeJson(conv));
-    } catch (err) {
-      // Lost a race with another edge creating the same pair: the stored one wins.
-      const stored = await this.get(id);
-      if (stored) return stored;
-      throw new NatterError("UNAVAILABLE", "could not create the conversation", { cause: err });
-    }
-    this.#cache.set(id, conv);
-    return conv;
+    return this.#change(id, (current) => current ?? { kind: "dm", action: "create", by: userId, members: [userId, peerId].sort() });
+  }
+
+  /** Creates a group owned by `owner` with the given members (the owner is always one). */
+  async createGroup(owner: string, name: string, members: readonly string[]): Promise<Conversation> {
+    const all = [...new Set([checkId("user id", owner), ...members.map((m) => checkId("member id", m))])];
+    if (all.length > MAX_GROUP_MEMBERS) throw new NatterError("GROUP_FULL", `a group holds at most ${MAX_GROUP_MEMBERS} members`);
+    const id = newGroupId();
+    return this.#change(id, (current) => current ?? { kind: "group", action: "create", by: owner, members: all, name, owner });
+  }
+
+  /** Adds `userId` to a group; any member may add. Idempotent. */
+  async addMember(id: string, by: string, userId: string): Promise<Conversation> {
+    checkId("user id", userId);
+    return this.#change(id, (c) => {
+      if (!c || !c.members.includes(by)) throw new NatterError("NOT_MEMBER");
+      if (c.kind !== "group") throw new NatterError("NOT_A_GROUP");
+      if (c.members.includes(userId)) return c;
+      if (c.members.length >= MAX_GROUP_MEMBERS) throw new NatterError("GROUP_FULL", `a group holds at most ${MAX_GROUP_MEMBERS} members`);
+      return { kind: "group", action: "add", user: userId, by, members: [...c.members, userId], name: c.name, owner: c.owner };
+    });
+  }
+
+  /** Removes `userId` from a group: the owner may remove anyone, anyone may remove themselves. */
+  async removeMember(id: string, by: string, userId: string): Promise<Conversation> {
+    checkId("user id", userId);
+    return this.#change(id, (c) => {
+      if (!c || !c.members.includes(by)) throw new NatterError("NOT_MEMBER");
+      if (c.kind !== "group") throw new NatterError("NOT_A_GROUP");
+      if (by !== userId && c.owner !== by) throw new NatterError("FORBIDDEN", "only the owner removes other members");
+      if (!c.members.includes(userId)) return c;
+      const members = c.members.filter((m) => m !== userId);
+      // The owner leaving hands the group to the longest-standing member.
+      const owner = c.owner === userId ? members[0] : c.owner;
+      return { kind: "group", action: by === userId ? "leave" : "remove", user: userId, by, members, name: c.name, owner };
+    });
   }
 }

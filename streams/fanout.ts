@@ -10,7 +10,7 @@ import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstrea
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { ConversationDirectory } from "./conversations.ts";
-import { ConversationMessageSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
+import { ConversationEventSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
 import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
 
 export interface FanoutDeps {
@@ -19,6 +19,16 @@ export interface FanoutDeps {
   topology: Topology;
   log: Logger;
   maxInFlight?: number;
+}
+
+const MEMBERSHIP_CACHE = 100_000;
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return decodeJson(data);
+  } catch {
+    return undefined;
+  }
 }
 
 class Semaphore {
@@ -85,15 +95,52 @@ export class FanoutWorker {
     }
   }
 
+  /**
+   * Membership in force at each message, kept in stream order: the last membership event this
+   * loop saw for the conversation. Exact only while this process sees every delivery of the
+   * consumer, so it is dropped when a delivery sequence is skipped (another process took some).
+   */
+  readonly #members = new Map<string, { members: string[]; seq: number }>();
+  #lastDelivery = 0;
+
+  #remember(conv: string, members: string[], seq: number): void {
+    const known = this.#members.get(conv);
+    if (known && known.seq > seq) return;
+    this.#members.delete(conv);
+    this.#members.set(conv, { members, seq });
+    if (this.#members.size > MEMBERSHIP_CACHE) this.#members.delete(this.#members.keys().next().value!);
+  }
+
+  async #membersAt(conv: string, seq: number, exact: boolean): Promise<string[] | null> {
+    const known = exact ? undefined : this.#members.get(conv);
+    if (known && known.seq < seq) return known.members;
+    const c = await this.#deps.directory.getAsOf(conv, seq);
+    if (c && !exact) this.#remember(conv, c.members, c.revision);
+    return c?.members ?? null;
+  }
+
   async #copiesOf(m: JsMsg): Promise<{ subject: string; msgID: string; data: Uint8Array }[]> {
-    const parsed = ConversationMessageSchema.safeParse(decodeJson(m.data));
-    if (!parsed.success) throw new NatterError("BAD_FRAME", `unreadable message at ${m.info.stream}#${m.seq}`);
-    const msg = parsed.data;
-    const conv = await this.#deps.directory.get(msg.conv);
-    if (!conv) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${msg.conv} of ${m.info.stream}#${m.seq}`);
-    const entry: InboxEntry = { ...msg, id: m.seq };
+    if (m.info.deliverySequence !== this.#lastDelivery + 1) this.#members.clear();
+    this.#lastDelivery = m.info.deliverySequence;
+    const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+    if (!parsed.success) throw new NatterError("BAD_FRAME", `unreadable event at ${m.info.stream}#${m.seq}`);
+    const ev = parsed.data;
+    // A redelivery is out of stream order: read the membership as of its sequence.
+    const exact = m.redelivered;
+    let recipients: string[];
+    if (ev.type === "members") {
+      // Everyone before and after the change hears of it (a removed member learns of the removal).
+      const before = (await this.#membersAt(ev.conv, m.seq - 1, exact)) ?? [];
+      recipients = [...new Set([...before, ...ev.members])];
+      if (!exact) this.#remember(ev.conv, ev.members, m.seq);
+    } else {
+      const members = await this.#membersAt(ev.conv, m.seq, exact);
+      if (!members) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${ev.conv} of ${m.info.stream}#${m.seq}`);
+      recipients = members;
+    }
+    const entry: InboxEntry = { ...ev, id: m.seq };
     const data = encodeJson(entry);
-    return conv.members.map((user) => ({
+    return recipients.map((user) => ({
       subject: inboxSubject(this.#deps.topology, user),
       msgID: fanoutMsgId(m.info.stream, m.seq, user),
       data,

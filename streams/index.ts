@@ -1,6 +1,6 @@
 export * from "./subjects.ts";
 export * from "./messages.ts";
-export { ConversationDirectory, dmConversationId, ConversationSchema, type Conversation } from "./conversations.ts";
+export { ConversationDirectory, dmConversationId, newGroupId, MAX_GROUP_MEMBERS, type Conversation } from "./conversations.ts";
 export { ensureTopology, expectedStreams, topologyOf, conversationStreamConfig, inboxStreamConfig } from "./topology.ts";
 export { FanoutWorker, type FanoutDeps } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";

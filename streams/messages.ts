@@ -1,7 +1,7 @@
 // The envelopes natter stores in its streams. JSON, versioned, validated when read back.
 import { z } from "zod";
 
-/** A message as stored in its conversation stream. Its id is the stream sequence. */
+/** A text message as stored in its conversation stream. Its id is the stream sequence. */
 export const ConversationMessageSchema = z.object({
   v: z.literal(1),
   type: z.literal("msg"),
@@ -16,8 +16,35 @@ export const ConversationMessageSchema = z.object({
 });
 export type ConversationMessage = z.infer<typeof ConversationMessageSchema>;
 
-/** The copy of a conversation message in a member's inbox: the message plus its id. */
-export const InboxEntrySchema = ConversationMessageSchema.extend({ id: z.number().int().positive() });
+/**
+ * A membership change, stored in the conversation's own sequence (subject `…<conv>.members`).
+ * It carries the whole member list after the change, so the latest event is the membership.
+ */
+export const MembershipEventSchema = z.object({
+  v: z.literal(1),
+  type: z.literal("members"),
+  conv: z.string(),
+  kind: z.enum(["dm", "group"]),
+  action: z.enum(["create", "add", "remove", "leave"]),
+  /** Whom the change is about (absent for create). */
+  user: z.string().optional(),
+  /** Who made the change. */
+  by: z.string(),
+  members: z.array(z.string()),
+  name: z.string().optional(),
+  owner: z.string().optional(),
+  ts: z.number(),
+});
+export type MembershipEvent = z.infer<typeof MembershipEventSchema>;
+
+export const ConversationEventSchema = z.discriminatedUnion("type", [ConversationMessageSchema, MembershipEventSchema]);
+export type ConversationEvent = z.infer<typeof ConversationEventSchema>;
+
+/** The copy of a conversation event in a member's inbox: the event plus its id. */
+export const InboxEntrySchema = z.discriminatedUnion("type", [
+  ConversationMessageSchema.extend({ id: z.number().int().positive() }),
+  MembershipEventSchema.extend({ id: z.number().int().positive() }),
+]);
 export type InboxEntry = z.infer<typeof InboxEntrySchema>;
 
 const encoder = new TextEncoder();

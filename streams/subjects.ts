@@ -30,7 +30,7 @@ export function inboxShard(t: Topology, userId: string): number {
 
 export const names = {
   conversationStream: (shard: number) => `CONV_${shard}`,
-  conversationStreamSubjects: (shard: number) => `conv.${shard}.*`,
+  conversationStreamSubjects: (shard: number) => [`conv.${shard}.*`, `conv.${shard}.*.members`],
   inboxStream: (shard: number) => `INBOX_${shard}`,
   inboxStreamSubjects: (shard: number) => `inbox.${shard}.*`,
   inboxRepublishSource: (shard: number) => `inbox.${shard}.>`,
@@ -39,13 +39,17 @@ export const names = {
   fanoutConsumer: "fanout",
   /** Durable consumer on each conversation stream that writes messages to the store. */
   persisterConsumer: "persister",
-  conversationsBucket: "conversations",
   presenceBucket: "presence",
 } as const;
 
 export function conversationSubject(t: Topology, convId: string): string {
   checkId("conversation id", convId);
   return `conv.${conversationShard(t, convId)}.${convId}`;
+}
+
+/** Subject of a conversation's membership events; its last message is the current membership. */
+export function membershipSubject(t: Topology, convId: string): string {
+  return `${conversationSubject(t, convId)}.members`;
 }
 
 export function conversationStreamOf(t: Topology, convId: string): string {
@@ -67,11 +71,12 @@ export function deliverySubject(t: Topology, userId: string): string {
   return `deliver.${inboxShard(t, userId)}.${userId}`;
 }
 
-/** Last token of a conversation subject: the conversation id. */
+/** The conversation id of a conversation or membership subject. */
 export function convIdFromSubject(subject: string): string {
   const parts = subject.split(".");
   const id = parts[2];
-  if (parts.length !== 3 || parts[0] !== "conv" || id === undefined) {
+  const shape = parts.length === 3 || (parts.length === 4 && parts[3] === "members");
+  if (!shape || parts[0] !== "conv" || id === undefined) {
     throw new NatterError("INTERNAL", `not a conversation subject: ${subject}`);
   }
   return checkId("conversation id", id);
@@ -80,6 +85,11 @@ export function convIdFromSubject(subject: string): string {
 /** Nats-Msg-Id for a client's send: stable across retries, edges and reconnects. */
 export function sendMsgId(senderId: string, clientMsgId: string): string {
   return `s:${checkId("user id", senderId)}:${checkId("client message id", clientMsgId)}`;
+}
+
+/** Nats-Msg-Id of a membership change: one per (conversation, previous membership revision, change). */
+export function membershipMsgId(convId: string, prevRevision: number, action: string, userId: string): string {
+  return `m:${checkId("conversation id", convId)}:${prevRevision}:${action}:${checkId("user id", userId)}`;
 }
 
 /** Nats-Msg-Id for the copy of conversation message (stream, seq) in one user's inbox. */

@@ -10,8 +10,7 @@ import {
   type StreamConfig,
   type ConsumerConfig,
 } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { nanos } from "@nats-io/transport-node";
 import type { StreamsConfig } from "../config/index.ts";
 import { names, type Topology } from "./subjects.ts";
 
@@ -25,7 +24,7 @@ export function conversationStreamConfig(cfg: StreamsConfig, shard: number): Par
   return {
     name: names.conversationStream(shard),
     description: "natter: conversation messages and events; the stream sequence is the message id",
-    subjects: [names.conversationStreamSubjects(shard)],
+    subjects: names.conversationStreamSubjects(shard),
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: cfg.replicas,
@@ -89,7 +88,7 @@ async function upsertConsumer(
 }
 
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
-export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
+export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
   for (let shard = 0; shard < cfg.conversationShards; shard++) {
     const stream = names.conversationStream(shard);
     await upsertStream(jsm, conversationStreamConfig(cfg, shard));
@@ -99,8 +98,6 @@ export async function ensureTopology(nc: NatsConnection, jsm: JetStreamManager, 
   for (let shard = 0; shard < cfg.inboxShards; shard++) {
     await upsertStream(jsm, inboxStreamConfig(cfg, shard));
   }
-  const kvm = new Kvm(nc);
-  await kvm.create(names.conversationsBucket, { replicas: cfg.replicas, history: 1, storage: StorageType.File });
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -108,6 +105,5 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   const out: string[] = [];
   for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
-  out.push(`KV_${names.conversationsBucket}`);
   return out;
 }

@@ -47,18 +47,22 @@ describe("first message path", () => {
       .poll(
         async () => {
           const rs = await ks.client.execute(
-            "SELECT msg_id, sender, body FROM messages WHERE conv_id = ? AND bucket = ?",
+            "SELECT msg_id, kind, sender, body FROM messages WHERE conv_id = ? AND bucket = ?",
             [conv.id, bucketOf(Number(got.ts))],
             { prepare: true },
           );
-          return rs.rows.map((r) => ({ id: Number(r.get("msg_id")), sender: r.get("sender"), body: r.get("body") }));
+          return rs.rows.filter((r) => r.get("kind") === "msg").map((r) => ({ id: Number(r.get("msg_id")), sender: r.get("sender"), body: r.get("body") }));
         },
         { timeout: 15_000, interval: 200 },
       )
       .toEqual([{ id: ack.id, sender: "alice", body: "héllo bob 👋" }]);
 
+    // History holds the conversation's creation (a membership change) and the message, newest first.
     const history = await bob.request({ type: "history", conv: conv.id, limit: 10 });
-    expect((history.messages as { id: number }[]).map((m) => m.id)).toEqual([ack.id]);
+    expect((history.messages as { id: number; kind: string }[]).map((m) => [m.kind, m.id])).toEqual([
+      ["msg", ack.id],
+      ["members", (conv as unknown as { revision?: number }).revision ?? expect.any(Number)],
+    ]);
   });
 
   it("a retried send returns the same id and is delivered once", async () => {

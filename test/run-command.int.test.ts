@@ -77,7 +77,7 @@ async function history(url: string, conv: string): Promise<string[]> {
   const c = await TestClient.connect(url, { token: await devToken(url, "bob"), device: "history" });
   onTestFinished(() => c.close());
   const h = await c.request({ type: "history", conv, limit: 100 });
-  return (h.messages as Frame[]).map((m) => String(m.text)).reverse();
+  return (h.messages as Frame[]).filter((m) => m.kind === "msg").map((m) => String(m.text)).reverse();
 }
 
 describe("natter start (the README's run line)", () => {

@@ -6,7 +6,7 @@ let counter = 0;
 const uniqueConv = (tag: string) => `c_${tag}_${process.pid}_${Date.now().toString(36)}_${counter++}`;
 
 function msg(conv: string, id: number, over: Partial<StoredMessage> = {}): StoredMessage {
-  return { conv, id, from: "alice", device: "phone", cid: `cid-${id}`, text: `text ${id}`, ts: 1_700_000_000_000 + id * 1000, ...over };
+  return { conv, id, kind: "msg", from: "alice", device: "phone", cid: `cid-${id}`, text: `text ${id}`, ts: 1_700_000_000_000 + id * 1000, ...over };
 }
 
 export function messageStoreConformance(name: string, make: () => Promise<MessageStore>): void {
@@ -36,6 +36,15 @@ export function messageStoreConformance(name: string, make: () => Promise<Messag
       const m = msg(conv, 7, { from: "bob", device: "tablet-2", cid: "x_Y-9", text: "héllo 👋 مرحبا 你好 \u0000 \n tab\t", ts: 1_712_345_678_901 });
       await store.putMessages([m]);
       expect(await store.history(conv, { limit: 5 })).toEqual([m]);
+    });
+
+    it("keeps membership changes in the same sequence as messages", async () => {
+      const conv = uniqueConv("members");
+      const change = msg(conv, 4, { kind: "members", from: "owner", device: "", cid: "", text: JSON.stringify({ action: "add", user: "dave" }) });
+      await store.putMessages([msg(conv, 3), change, msg(conv, 5)]);
+      const got = await store.history(conv, { limit: 10 });
+      expect(got.map((m) => m.kind)).toEqual(["msg", "members", "msg"]);
+      expect(got[1]).toEqual(change);
     });
 
     it("writing the same (conv, id) again stores one message", async () => {
