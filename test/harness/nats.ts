@@ -1,0 +1,384 @@
+// NATS servers for integration tests: one nats-server (or one cluster) per test file, on
+// loopback, each in its own temp folder that stop() removes. Starting one takes milliseconds.
+import { constants } from "node:fs";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { binPath } from "../../config/tools.ts";
+import { launchNatsServer, NatsServerLaunchError, type NatsServerProcess } from "../../streams/nats-server-process.ts";
+import { freePorts, recordProcess } from "./processes.ts";
+
+export interface StartNatsOptions {
+  /** Enable JetStream (store in the temp folder). Default true. */
+  jetstream?: boolean;
+  /** Appended to the generated config (e.g. `max_payload: 2MB`). */
+  extraConfig?: string;
+  /** Receives the server's output lines (default: dropped; the tail is in launch errors). */
+  log?: (line: string) => void;
+}
+
+export interface NatsHandle {
+  /** `nats://127.0.0.1:PORT` — the same across restart(). */
+  readonly url: string;
+  readonly monitorUrl: string;
+  /** JetStream store folder (kept across kill9/restart, removed by stop). */
+  readonly storeDir: string;
+  readonly dir: string;
+  readonly pid: number;
+  /** Stops the server and removes its folder. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL, keeping the folder: a crash. restart() brings it back on the same ports and store. */
+  kill9(): Promise<void>;
+  /** Stops (if running) and starts again on the same ports and store. */
+  restart(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** NATTER_TEST_NATS_LOG=1 prints every test nats-server's output (to debug a test). */
+function defaultLog(): ((line: string) => void) | undefined {
+  return process.env.NATTER_TEST_NATS_LOG ? (line) => console.error(line) : undefined;
+}
+
+const JETSTREAM_LIMITS = "max_memory_store: 268435456\n  max_file_store: 4294967296";
+
+/** The nats-server binary obtained by scripts/obtain.ts; a clear error if it is missing. */
+export async function natsServerBinary(): Promise<string> {
+  const binary = binPath("nats-server");
+  try {
+    await fs.access(binary, constants.X_OK);
+  } catch {
+    throw new Error(`nats-server is not obtained (${binary} missing): run \`npx tsx scripts/obtain.ts nats-server\``);
+  }
+  return binary;
+}
+
+function jetstreamBlock(storeDir: string): string {
+  return `jetstream {\n  store_dir: ${JSON.stringify(storeDir)}\n  ${JETSTREAM_LIMITS}\n}`;
+}
+
+/** Starts one nats-server on random loopback ports in a fresh temp folder. */
+export async function startNats(opts: StartNatsOptions = {}): Promise<NatsHandle> {
+  const binary = await natsServerBinary();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "natter-nats-"));
+  const storeDir = path.join(dir, "jetstream");
+  const config = (port: string, http: string): string =>
+    [
+      "host: 127.0.0.1",
+      `port: ${port}`,
+      `http: ${JSON.stringify(http)}`,
+      opts.jetstream === false ? "" : jetstreamBlock(storeDir),
+      opts.extraConfig ?? "",
+    ].join("\n");
+
+  let configText = config("-1", "127.0.0.1:-1");
+  let server: NatsServerProcess | undefined;
+  let stopped = false;
+  const launch = async (): Promise<NatsServerProcess> =>
+    launchNatsServer({
+      binary,
+      configText,
+      dir,
+      name: "nats-server (test)",
+      log: opts.log ?? defaultLog(),
+      onSpawn: (pid) => recordProcess(pid, "nats-server", dir),
+    });
+
+  try {
+    server = await launch();
+  } catch (err) {
+    await fs.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const first = server;
+  // Pin the ports the server picked, so restart() comes back where clients expect it.
+  configText = config(new URL(first.clientUrl).port, new URL(first.monitorUrl).host);
+
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await server?.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+  return {
+    url: first.clientUrl,
+    monitorUrl: first.monitorUrl,
+    storeDir,
+    dir,
+    get pid() {
+      return (server ?? first).pid;
+    },
+    stop,
+    kill9: async () => {
+      await server?.kill9();
+    },
+    restart: async () => {
+      if (stopped) throw new Error("restart() after stop(): the server's folder is gone");
+      await server?.stop();
+      server = undefined;
+      server = await launch();
+    },
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/**
+ * One nats-server for the whole test file: started in beforeAll, stopped in afterAll (which runs
+ * even when tests fail). Read the handle's fields inside tests and hooks, not at collection time.
+ */
+export function useNats(opts: StartNatsOptions = {}): NatsHandle {
+  let handle: NatsHandle | undefined;
+  beforeAll(async () => {
+    handle = await startNats(opts);
+  });
+  afterAll(async () => {
+    await handle?.stop();
+  });
+  const get = (): NatsHandle => {
+    if (handle === undefined) throw new Error("useNats(): the server is not started yet (use it inside tests or hooks)");
+    return handle;
+  };
+  return {
+    get url() {
+      return get().url;
+    },
+    get monitorUrl() {
+      return get().monitorUrl;
+    },
+    get storeDir() {
+      return get().storeDir;
+    },
+    get dir() {
+      return get().dir;
+    },
+    get pid() {
+      return get().pid;
+    },
+    stop: () => get().stop(),
+    kill9: () => get().kill9(),
+    restart: () => get().restart(),
+    [Symbol.asyncDispose]: () => get().stop(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+export interface NatsClusterNode {
+  readonly name: string;
+  /** `nats://127.0.0.1:PORT` — the same across restart(). */
+  readonly url: string;
+  readonly monitorUrl: string;
+  readonly storeDir: string;
+  /** Whether the node's process is up (false after kill9/stop until restart). */
+  readonly running: boolean;
+  readonly pid: number | undefined;
+  /** SIGKILL, keeping the data folder and ports. */
+  kill9(): Promise<void>;
+  /** Stops (if running) and starts again with the same data and ports. */
+  restart(): Promise<void>;
+  /** Graceful stop, keeping the data folder. */
+  stop(): Promise<void>;
+}
+
+export interface NatsCluster {
+  readonly urls: string[];
+  readonly nodes: NatsClusterNode[];
+  /**
+   * Waits until every running node knows the same JetStream meta leader and reports healthy
+   * (/healthz, which also checks that its streams and consumers are current).
+   */
+  waitForMeta(timeoutMs?: number): Promise<void>;
+  /** Stops every node and removes the cluster's folder. Idempotent. */
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface NodePorts {
+  client: number;
+  cluster: number;
+  http: number;
+}
+
+class ClusterNode implements NatsClusterNode {
+  readonly name: string;
+  readonly url: string;
+  readonly monitorUrl: string;
+  readonly storeDir: string;
+  readonly dir: string;
+  readonly #binary: string;
+  readonly #configText: string;
+  readonly #log: ((line: string) => void) | undefined;
+  #server: NatsServerProcess | undefined;
+
+  constructor(args: {
+    name: string;
+    dir: string;
+    binary: string;
+    ports: NodePorts;
+    routes: number[];
+    clusterName: string;
+    extraConfig: string;
+    log: ((line: string) => void) | undefined;
+  }) {
+    this.name = args.name;
+    this.dir = args.dir;
+    this.#binary = args.binary;
+    this.#log = args.log;
+    this.storeDir = path.join(args.dir, "jetstream");
+    this.url = `nats://127.0.0.1:${args.ports.client}`;
+    this.monitorUrl = `http://127.0.0.1:${args.ports.http}`;
+    this.#configText = [
+      `server_name: ${args.name}`,
+      "host: 127.0.0.1",
+      `port: ${args.ports.client}`,
+      `http: "127.0.0.1:${args.ports.http}"`,
+      jetstreamBlock(this.storeDir),
+      "cluster {",
+      `  name: ${args.clusterName}`,
+      `  listen: "127.0.0.1:${args.ports.cluster}"`,
+      `  routes: [${args.routes.map((p) => `"nats://127.0.0.1:${p}"`).join(", ")}]`,
+      "}",
+      args.extraConfig,
+    ].join("\n");
+  }
+
+  get running(): boolean {
+    return this.#server !== undefined;
+  }
+
+  get pid(): number | undefined {
+    return this.#server?.pid;
+  }
+
+  async start(): Promise<void> {
+    this.#server = await launchNatsServer({
+      binary: this.#binary,
+      configText: this.#configText,
+      dir: this.dir,
+      name: this.name,
+      log: this.#log === undefined ? undefined : (line) => this.#log?.(`[${this.name}] ${line}`),
+      onSpawn: (pid) => recordProcess(pid, "nats-server", this.dir),
+    });
+  }
+
+  async kill9(): Promise<void> {
+    await this.#server?.kill9();
+    this.#server = undefined;
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
+    this.#server = undefined;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+}
+
+/**
+ * Starts a JetStream cluster of `size` nodes on loopback, each with its own store folder and
+ * fixed ports (picked up front so routes can name them). Retries with new ports if one was taken
+ * in the meantime.
+ */
+export async function startNatsCluster(
+  size = 3,
+  opts: { extraConfig?: string; log?: (line: string) => void } = {},
+): Promise<NatsCluster> {
+  const binary = await natsServerBinary();
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), "natter-nats-cluster-"));
+  const attempts = 3;
+  for (let attempt = 1; ; attempt++) {
+    const ports = await freePorts(size * 3);
+    const nodePorts: NodePorts[] = Array.from({ length: size }, (_, i) => ({
+      client: ports[i * 3] as number,
+      cluster: ports[i * 3 + 1] as number,
+      http: ports[i * 3 + 2] as number,
+    }));
+    const nodes = nodePorts.map(
+      (p, i) =>
+        new ClusterNode({
+          name: `n${i + 1}`,
+          dir: path.join(root, `n${i + 1}`),
+          binary,
+          ports: p,
+          routes: nodePorts.filter((_, j) => j !== i).map((q) => q.cluster),
+          clusterName: "natter-test",
+          extraConfig: opts.extraConfig ?? "",
+          log: opts.log ?? defaultLog(),
+        }),
+    );
+    const started = await Promise.allSettled(nodes.map((n) => n.start()));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed === undefined) return makeCluster(root, nodes);
+    await Promise.all(nodes.map((n) => n.kill9()));
+    await Promise.all(nodes.map((n) => fs.rm(n.dir, { recursive: true, force: true })));
+    const reason = failed.reason as unknown;
+    const portTaken = reason instanceof NatsServerLaunchError && /address already in use/i.test(reason.message);
+    if (!portTaken || attempt >= attempts) {
+      await fs.rm(root, { recursive: true, force: true });
+      throw reason;
+    }
+  }
+}
+
+function makeCluster(root: string, nodes: ClusterNode[]): NatsCluster {
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(nodes.map((n) => n.stop()));
+    await fs.rm(root, { recursive: true, force: true });
+  };
+  return {
+    urls: nodes.map((n) => n.url),
+    nodes,
+    waitForMeta: (timeoutMs = 30_000) => waitForMeta(nodes, timeoutMs),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+interface JszMeta {
+  meta_cluster?: { leader?: string; cluster_size?: number; replicas?: Array<{ name: string; current?: boolean }> };
+}
+
+async function getJson(url: string): Promise<{ ok: boolean; body: unknown }> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  return { ok: res.ok, body: await res.json() };
+}
+
+async function waitForMeta(nodes: ClusterNode[], timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = "no answer yet";
+  while (performance.now() < deadline) {
+    try {
+      const running = nodes.filter((n) => n.running);
+      const states = await Promise.all(
+        running.map(async (n) => {
+          const jsz = (await getJson(`${n.monitorUrl}/jsz`)).body as JszMeta;
+          const health = await getJson(`${n.monitorUrl}/healthz`);
+          const meta = jsz.meta_cluster;
+          return { name: n.name, leader: meta?.leader ?? "", replicas: meta?.replicas ?? [], healthy: health.ok, health: health.body };
+        }),
+      );
+      const leaders = new Set(states.map((s) => s.leader));
+      const [leader] = leaders;
+      // The leader's view of its followers: every other running node is known and current.
+      const leaderState = states.find((s) => s.name === leader);
+      const followersCurrent =
+        leaderState !== undefined &&
+        running
+          .filter((n) => n.name !== leader)
+          .every((n) => leaderState.replicas.some((r) => r.name === n.name && r.current === true));
+      if (leaders.size === 1 && followersCurrent && states.every((s) => s.healthy)) return;
+      last = JSON.stringify(states);
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`NATS cluster: no agreed JetStream meta leader / healthy nodes after ${timeoutMs} ms; last: ${last}`);
+}
