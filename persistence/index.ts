@@ -3,7 +3,10 @@ import type { Config } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
+import type { BlobStore } from "./blob-store.ts";
+import { FsBlobStore } from "./fs-blob-store.ts";
 import type { MessageStore } from "./message-store.ts";
+import { S3BlobStore } from "./s3-blob-store.ts";
 import { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 
 export type { MessageStore, StoredMessage, HistoryQuery } from "./message-store.ts";
@@ -12,6 +15,10 @@ export { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 export { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
 export { MIGRATIONS, bucketOf, BUCKET_MS } from "./cassandra-schema.ts";
 export { Persister, type PersisterDeps, type PersisterStats } from "./persister.ts";
+export type { BlobStore, BlobMeta, BlobInfo } from "./blob-store.ts";
+export { BLOB_KEY_MAX_LENGTH, BLOB_KEY_MAX_SEGMENT, checkBlobKey } from "./blob-store.ts";
+export { FsBlobStore } from "./fs-blob-store.ts";
+export { S3BlobStore, type S3BlobsConfig, type S3BlobStoreOptions } from "./s3-blob-store.ts";
 
 /** The one place a store implementation is chosen. */
 export async function openMessageStore(cfg: Config, log: Logger): Promise<MessageStore> {
@@ -25,6 +32,21 @@ export async function openMessageStore(cfg: Config, log: Logger): Promise<Messag
     default: {
       const never: never = store;
       throw new NatterError("CONFIG_INVALID", `unknown store kind ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** The one place a blob store implementation is chosen. */
+export async function openBlobStore(cfg: Config, log: Logger): Promise<BlobStore> {
+  const blobs = cfg.blobs;
+  switch (blobs.kind) {
+    case "fs":
+      return FsBlobStore.open(path.resolve(blobs.dir ?? path.join(cfg.dataDir, "blobs")));
+    case "s3":
+      return S3BlobStore.open(blobs, { log });
+    default: {
+      const never: never = blobs;
+      throw new NatterError("CONFIG_INVALID", `unknown blobs kind ${JSON.stringify(never)}`);
     }
   }
 }

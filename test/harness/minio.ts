@@ -233,13 +233,21 @@ export interface BucketHandle {
   readonly endpoint: MinioEndpoint;
 }
 
-/** Deletes every object of a bucket, then the bucket. */
+/**
+ * Deletes every object of a bucket, then the bucket. MinIO's bulk delete can report success yet
+ * keep a nested key deleted in the same batch as its parent, so it lists again until empty.
+ */
 export async function removeBucket(client: Client, bucket: string): Promise<void> {
-  const names: string[] = [];
-  for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<BucketItem>) {
-    if (item.name !== undefined) names.push(item.name);
+  for (let round = 0; round < 5; round++) {
+    const names: string[] = [];
+    for await (const item of client.listObjectsV2(bucket, "", true) as AsyncIterable<BucketItem>) {
+      if (item.name !== undefined) names.push(item.name);
+    }
+    if (names.length === 0) break;
+    // Deepest keys first.
+    names.sort((a, b) => b.split("/").length - a.split("/").length);
+    for (let i = 0; i < names.length; i += 1000) await client.removeObjects(bucket, names.slice(i, i + 1000));
   }
-  for (let i = 0; i < names.length; i += 1000) await client.removeObjects(bucket, names.slice(i, i + 1000));
   await client.removeBucket(bucket);
 }
 
