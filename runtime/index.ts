@@ -9,7 +9,7 @@ import { binPath, REPO_ROOT, type Config } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { createEdge, type Edge, type ReadinessCheck, type TokenSettings } from "../edge/index.ts";
-import { openMessageStore, Persister, type MessageStore } from "../persistence/index.ts";
+import { openBlobStore, openMessageStore, Persister, type BlobStore, type MessageStore } from "../persistence/index.ts";
 import {
   ConversationDirectory,
   ensureTopology,
@@ -27,6 +27,7 @@ export interface NatterNode {
   js: JetStreamClient;
   jsm: JetStreamManager;
   store: MessageStore;
+  blobs: BlobStore;
   /** Absent when edge.enabled is false (a workers-only process). */
   edge: Edge | undefined;
   tokens: TokenSettings;
@@ -125,6 +126,8 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
 
     const store = await openMessageStore(cfg, log);
     cleanups.push(() => store.close());
+    const blobs = await openBlobStore(cfg, log);
+    cleanups.push(() => blobs.close());
 
     const directory = new ConversationDirectory(js, jsm, topology);
 
@@ -156,6 +159,13 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       } catch (err) {
         checks.store = { ok: false, detail: `${cfg.store.kind} unreachable` };
         log.warn({ err }, "store ping failed");
+      }
+      try {
+        await blobs.ping();
+        checks.blobs = { ok: true, detail: cfg.blobs.kind };
+      } catch (err) {
+        checks.blobs = { ok: false, detail: `${cfg.blobs.kind} unreachable` };
+        log.warn({ err }, "blob store ping failed");
       }
       return checks;
     };
@@ -190,6 +200,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       js,
       jsm,
       store,
+      blobs,
       edge,
       tokens,
       close: () => (closing ??= unwind()),

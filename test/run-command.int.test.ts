@@ -88,7 +88,7 @@ describe("natter start (the README's run line)", () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ status: "ok" });
     const ready = (await (await fetch(`${first.url}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
-    expect(Object.keys(ready.checks).sort()).toEqual(["nats", "store", "streams"]);
+    expect(Object.keys(ready.checks).sort()).toEqual(["blobs", "nats", "store", "streams"]);
     expect((await fetch(`${first.url}/`)).headers.get("content-type")).toContain("text/html");
 
     const alice = await TestClient.connect(first.url, { token: await devToken(first.url, "alice"), device: "phone" });
