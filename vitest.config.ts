@@ -16,6 +16,8 @@ export default defineConfig({
         test: {
           name: "unit",
           environment: "node",
+          // Unit tests run first, then integration (whose maxWorkers differs).
+          sequence: { groupOrder: 0 },
           include: ["**/*.test.ts"],
           exclude: [...exclude, "**/*.int.test.ts"],
         },
@@ -24,6 +26,7 @@ export default defineConfig({
         test: {
           name: "integration",
           environment: "node",
+          sequence: { groupOrder: 1 },
           include: ["**/*.int.test.ts"],
           exclude,
           globalSetup: ["test/harness/global-setup.ts"],
