@@ -47,7 +47,7 @@ function rssMb(pid: number): number {
 
 async function startNode(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
-  const [edge, nats, mon] = [await freePort(), await freePort(), await freePort()];
+  const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
     cwd: REPO_ROOT,
     env: {
@@ -57,6 +57,7 @@ async function startNode(): Promise<{ url: string; pid: number; stop: () => Prom
       NATTER_EDGE__PORT: String(edge),
       NATTER_NATS__EMBEDDED__PORT: String(nats),
       NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
+      NATTER_WORKERS__HTTP_PORT: String(workers),
       NATTER_EDGE__SENDS_PER_SECOND: "100000",
       NATTER_LOG__LEVEL: "warn",
       NATTER_LOG__PRETTY: "false",

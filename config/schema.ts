@@ -72,6 +72,8 @@ export const StreamsSchema = z.strictObject({
   conversationMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
   /** How long device inboxes are kept; a cursor older than this gets a reset. */
   inboxMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
+  /** How long a worker may hold a message unacked before JetStream redelivers it (seconds). */
+  ackWaitSec: int(1, 3600).default(30),
   /** Upper bound of unacknowledged messages per worker consumer. */
   maxAckPending: int(1, 100_000).default(1000),
 });
@@ -162,6 +164,9 @@ export const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsS
 export const WorkersSchema = z.strictObject({
   /** Run the fan-out and persister workers in this process. */
   enabled: bool().default(true),
+  /** The workers' HTTP port: GET /metrics (Prometheus), /healthz, /readyz. 0 picks a free port. */
+  httpHost: z.string().default("127.0.0.1"),
+  httpPort: int(0, 65535).default(9090),
   /** Concurrent store writes of the persister. */
   persistConcurrency: int(1, 4096).default(256),
 });

@@ -22,6 +22,8 @@ function clientOptions(cfg: CassandraStoreConfig, keyspace?: string): cassandra.
     localDataCenter: cfg.localDataCenter,
     ...(keyspace ? { keyspace } : {}),
     ...(cfg.username ? { credentials: { username: cfg.username, password: cfg.password ?? "" } } : {}),
+    // Reconnect to a node that was down within 10 s, not the driver's default of up to 10 minutes.
+    policies: { reconnection: new cassandra.policies.reconnection.ExponentialReconnectionPolicy(500, 10_000, false) },
     // Every statement natter runs (plain inserts and reads) is idempotent, so the driver may retry.
     queryOptions: { prepare: true, isIdempotent: true, consistency: cassandra.types.consistencies[lowerFirst(cfg.consistency)] },
   };

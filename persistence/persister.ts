@@ -3,7 +3,8 @@
 // durable consumer and split the work; a redelivered message rewrites the same row (idempotent).
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
-import { ConversationEventSchema, decodeJson, names, type Topology } from "../streams/index.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { ConversationEventSchema, deadLetter, decodeJson, names, type Topology } from "../streams/index.ts";
 import type { MessageStore, StoredMessage } from "./message-store.ts";
 
 export interface PersisterDeps {
@@ -11,14 +12,19 @@ export interface PersisterDeps {
   store: MessageStore;
   topology: Topology;
   log: Logger;
+  metrics?: Metrics | undefined;
   /** Largest batch handed to the store at once. */
   batchSize?: number;
+  /** Messages pulled from JetStream ahead of processing (per conversation stream). */
+  pullAhead?: number;
+  /** Deliveries after which a message failing alone (the store being reachable) is dead-lettered. */
+  maxAttempts?: number;
 }
 
 export interface PersisterStats {
   persisted: number;
   failedBatches: number;
-  poison: number;
+  deadLettered: number;
 }
 
 export class Persister {
@@ -27,7 +33,7 @@ export class Persister {
   readonly #writes = new Set<Promise<void>>();
   #batch: JsMsg[] = [];
   #scheduled = false;
-  readonly stats: PersisterStats = { persisted: 0, failedBatches: 0, poison: 0 };
+  readonly stats: PersisterStats = { persisted: 0, failedBatches: 0, deadLettered: 0 };
 
   constructor(deps: PersisterDeps) {
     this.#deps = deps;
@@ -37,7 +43,7 @@ export class Persister {
     const { js, topology } = this.#deps;
     for (let shard = 0; shard < topology.conversationShards; shard++) {
       const consumer = await js.consumers.get(names.conversationStream(shard), names.persisterConsumer);
-      const messages = await consumer.consume({ max_messages: 1024, callback: (m) => this.#take(m) });
+      const messages = await consumer.consume({ max_messages: this.#deps.pullAhead ?? 1024, callback: (m) => this.#take(m) });
       this.#subs.push(messages);
     }
   }
@@ -66,42 +72,79 @@ export class Persister {
     const rows: StoredMessage[] = [];
     const good: JsMsg[] = [];
     for (const m of batch) {
-      const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
-      if (!parsed.success) {
-        this.stats.poison++;
-        this.#deps.log.error({ stream: m.info.stream, seq: m.seq }, "unreadable message in conversation stream; terminated");
-        m.term("unreadable message");
-        continue;
+      const row = toRow(m);
+      if (row) {
+        rows.push(row);
+        good.push(m);
+      } else {
+        await this.#deadLetter(m, "unreadable: not a natter conversation event");
       }
-      const p = parsed.data;
-      rows.push(
-        p.type === "msg"
-          ? { conv: p.conv, id: m.seq, kind: "msg", from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts }
-          : {
-              conv: p.conv,
-              id: m.seq,
-              kind: "members",
-              from: p.by,
-              device: "",
-              cid: "",
-              text: JSON.stringify({ action: p.action, user: p.user, members: p.members, name: p.name, owner: p.owner }),
-              ts: p.ts,
-            },
-      );
-      good.push(m);
     }
+    if (good.length === 0) return;
+    const t0 = performance.now();
     try {
       await this.#deps.store.putMessages(rows);
     } catch (err) {
       this.stats.failedBatches++;
-      const attempt = Math.max(...good.map((m) => m.info.deliveryCount));
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 6));
-      this.#deps.log.warn({ err, count: good.length, attempt, retryInMs: delay }, "store write failed; messages will be redelivered");
-      for (const m of good) m.nak(delay);
+      await this.#recover(good, rows, err);
       return;
     }
+    this.#deps.metrics?.persistBatches.observe((performance.now() - t0) / 1000);
     for (const m of good) m.ack();
-    this.stats.persisted += good.length;
+    this.#persisted(good.length);
+  }
+
+  #persisted(n: number): void {
+    this.stats.persisted += n;
+    this.#deps.metrics?.persisted.inc(n);
+  }
+
+  /**
+   * A batch failed. If the store is unreachable, everything waits (nak with backoff, never dead-
+   * lettered: JetStream keeps the messages until the store is back). If it is reachable, each
+   * message is tried alone; one that keeps failing alone is dead-lettered with the reason.
+   */
+  async #recover(batch: JsMsg[], rows: StoredMessage[], err: unknown): Promise<void> {
+    const { store, log, metrics } = this.#deps;
+    const reachable = await store.ping().then(() => true, () => false);
+    if (!reachable) {
+      metrics?.persistFailures.inc({ kind: "unavailable" }, batch.length);
+      const attempt = Math.max(...batch.map((m) => m.info.deliveryCount));
+      // Short waits: the store's return should be noticed within seconds, not minutes.
+      const delay = Math.min(5000, backoff(attempt));
+      log.warn({ err, count: batch.length, attempt, retryInMs: delay }, "store unavailable; messages stay in JetStream and are retried");
+      for (const m of batch) m.nak(delay);
+      return;
+    }
+    const maxAttempts = this.#deps.maxAttempts ?? 5;
+    for (let i = 0; i < batch.length; i++) {
+      const m = batch[i]!;
+      try {
+        await store.putMessages([rows[i]!]);
+        m.ack();
+        this.#persisted(1);
+      } catch (one) {
+        metrics?.persistFailures.inc({ kind: "message" });
+        if (m.info.deliveryCount >= maxAttempts) {
+          await this.#deadLetter(m, `store write failed ${m.info.deliveryCount} times: ${(one as Error).message}`);
+        } else {
+          log.warn({ err: one, stream: m.info.stream, seq: m.seq, attempt: m.info.deliveryCount }, "store write of one message failed; will retry");
+          m.nak(backoff(m.info.deliveryCount));
+        }
+      }
+    }
+  }
+
+  async #deadLetter(m: JsMsg, reason: string): Promise<void> {
+    try {
+      await deadLetter(this.#deps.js, m, "persister", reason);
+      this.stats.deadLettered++;
+      this.#deps.metrics?.deadLetters.inc({ worker: "persister" });
+      this.#deps.log.error({ stream: m.info.stream, seq: m.seq, reason }, "message dead-lettered");
+    } catch (err) {
+      this.#deps.log.warn({ err, stream: m.info.stream, seq: m.seq }, "could not dead-letter; will retry");
+      m.nak(backoff(m.info.deliveryCount));
+    }
   }
 
   /** Stops pulling and waits for writes in flight (their messages are acked or nak'd). */
@@ -110,6 +153,28 @@ export class Persister {
     this.#flush();
     await Promise.allSettled([...this.#writes]);
   }
+}
+
+function backoff(attempt: number): number {
+  return Math.min(30_000, 500 * 2 ** Math.min(Math.max(attempt - 1, 0), 6));
+}
+
+function toRow(m: JsMsg): StoredMessage | undefined {
+  const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+  if (!parsed.success) return undefined;
+  const p = parsed.data;
+  return p.type === "msg"
+    ? { conv: p.conv, id: m.seq, kind: "msg", from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts }
+    : {
+        conv: p.conv,
+        id: m.seq,
+        kind: "members",
+        from: p.by,
+        device: "",
+        cid: "",
+        text: JSON.stringify({ action: p.action, user: p.user, members: p.members, name: p.name, owner: p.owner }),
+        ts: p.ts,
+      };
 }
 
 function safeJson(data: Uint8Array): unknown {

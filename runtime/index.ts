@@ -8,6 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { binPath, REPO_ROOT, type Config } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
+import { createMetrics, scrapedGauge } from "../core/metrics.ts";
 import { createEdge, type Edge, type ReadinessCheck, type TokenSettings } from "../edge/index.ts";
 import { openBlobStore, openMessageStore, Persister, type BlobStore, type MessageStore } from "../persistence/index.ts";
 import {
@@ -15,14 +16,18 @@ import {
   ensureTopology,
   expectedStreams,
   FanoutWorker,
+  names,
   topologyOf,
 } from "../streams/index.ts";
 import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
+import { startWorkersHttp } from "./workers-http.ts";
 
 export interface NatterNode {
   /** http://host:port of the edge (WebSocket at /ws); empty without an edge. */
   url: string;
   natsUrl: string;
+  /** http://host:port of the workers' metrics and health endpoints; empty without workers. */
+  workersUrl: string;
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
@@ -131,13 +136,26 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
 
     const directory = new ConversationDirectory(js, jsm, topology);
 
+    const metrics = createMetrics();
     if (cfg.workers.enabled) {
-      const fanout = new FanoutWorker({ js, directory, topology, log: log.child({ component: "fanout" }) });
+      const fanout = new FanoutWorker({ js, directory, topology, metrics, log: log.child({ component: "fanout" }) });
       await fanout.start();
       cleanups.push(() => fanout.stop());
-      const persister = new Persister({ js, store, topology, log: log.child({ component: "persister" }) });
+      const persister = new Persister({ js, store, topology, metrics, log: log.child({ component: "persister" }) });
       await persister.start();
       cleanups.push(() => persister.stop());
+      scrapedGauge(metrics, "natter_consumer_pending_messages", "Messages of a worker's consumer: unprocessed (not yet delivered) and ack_pending (delivered, not acked)", ["stream", "consumer", "state"], async () => {
+        const out: { labels: Record<string, string>; value: number }[] = [];
+        for (let shard = 0; shard < cfg.streams.conversationShards; shard++) {
+          const stream = names.conversationStream(shard);
+          for (const consumer of [names.fanoutConsumer, names.persisterConsumer]) {
+            const info = await jsm.consumers.info(stream, consumer);
+            out.push({ labels: { stream, consumer, state: "unprocessed" }, value: info.num_pending });
+            out.push({ labels: { stream, consumer, state: "ack_pending" }, value: info.num_ack_pending });
+          }
+        }
+        return out;
+      });
     }
 
     const tokens = tokenSettings(cfg);
@@ -170,6 +188,13 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       return checks;
     };
 
+    let workersUrl = "";
+    if (cfg.workers.enabled) {
+      const http = await startWorkersHttp(cfg.workers.httpHost, cfg.workers.httpPort, metrics, readiness);
+      cleanups.push(() => http.close());
+      workersUrl = http.url;
+    }
+
     let edge: Edge | undefined;
     let url = "";
     if (cfg.edge.enabled) {
@@ -190,12 +215,13 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       cleanups.push(() => e.close());
       edge = e;
     }
-    log.info({ url: url || undefined, ws: url ? `${url.replace(/^http/, "ws")}/ws` : undefined, store: cfg.store.kind, workers: cfg.workers.enabled }, "natter is up");
+    log.info({ url: url || undefined, ws: url ? `${url.replace(/^http/, "ws")}/ws` : undefined, store: cfg.store.kind, workers: workersUrl || false }, "natter is up");
 
     let closing: Promise<void> | undefined;
     return {
       url,
       natsUrl: servers[0]!,
+      workersUrl,
       nc,
       js,
       jsm,

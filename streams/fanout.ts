@@ -9,6 +9,8 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { deadLetter } from "./dead-letter.ts";
 import type { ConversationDirectory } from "./conversations.ts";
 import { ConversationEventSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
 import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
@@ -18,7 +20,10 @@ export interface FanoutDeps {
   directory: ConversationDirectory;
   topology: Topology;
   log: Logger;
+  metrics?: Metrics | undefined;
   maxInFlight?: number;
+  /** Deliveries after which a message for an unknown conversation is dead-lettered. */
+  maxAttempts?: number;
 }
 
 const MEMBERSHIP_CACHE = 100_000;
@@ -150,11 +155,28 @@ export class FanoutWorker {
   async #publish(m: JsMsg, copies: { subject: string; msgID: string; data: Uint8Array }[]): Promise<void> {
     await Promise.all(copies.map((c) => this.#deps.js.publish(c.subject, c.data, { msgID: c.msgID, timeout: 10_000 })));
     this.delivered += copies.length;
+    this.#deps.metrics?.fanoutCopies.inc(copies.length);
   }
 
-  #failed(m: JsMsg, err: unknown): void {
+  async #failed(m: JsMsg, err: unknown): Promise<void> {
+    const { log, metrics } = this.#deps;
+    // Unreadable events never succeed; an unknown conversation is retried a few times first
+    // (its creation may be in flight elsewhere). Everything else (NATS trouble) retries forever.
+    const code = err instanceof NatterError ? err.code : undefined;
+    const hopeless = code === "BAD_FRAME" || (code === "CONVERSATION_NOT_FOUND" && m.info.deliveryCount >= (this.#deps.maxAttempts ?? 5));
+    if (hopeless) {
+      try {
+        await deadLetter(this.#deps.js, m, "fanout", (err as Error).message);
+        metrics?.deadLetters.inc({ worker: "fanout" });
+        log.error({ stream: m.info.stream, seq: m.seq, reason: (err as Error).message }, "message dead-lettered");
+        return;
+      } catch (dlqErr) {
+        log.warn({ err: dlqErr }, "could not dead-letter; will retry");
+      }
+    }
+    metrics?.fanoutFailures.inc();
     const delay = Math.min(30_000, 250 * 2 ** Math.min(m.info.deliveryCount, 7));
-    this.#deps.log.warn({ err, stream: m.info.stream, seq: m.seq, deliveries: m.info.deliveryCount, retryInMs: delay }, "fan-out failed; will retry");
+    log.warn({ err, stream: m.info.stream, seq: m.seq, deliveries: m.info.deliveryCount, retryInMs: delay }, "fan-out failed; will retry");
     m.nak(delay);
   }
 

@@ -35,6 +35,9 @@ export const names = {
   inboxStreamSubjects: (shard: number) => `inbox.${shard}.*`,
   inboxRepublishSource: (shard: number) => `inbox.${shard}.>`,
   inboxRepublishDest: (shard: number) => `deliver.${shard}.>`,
+  /** Messages a worker gave up on, with the reason in headers. */
+  deadLetterStream: "DEAD",
+  deadLetterStreamSubjects: "dead.>",
   /** Durable consumer on each conversation stream that copies messages to inboxes. */
   fanoutConsumer: "fanout",
   /** Durable consumer on each conversation stream that writes messages to the store. */
@@ -80,6 +83,11 @@ export function convIdFromSubject(subject: string): string {
     throw new NatterError("INTERNAL", `not a conversation subject: ${subject}`);
   }
   return checkId("conversation id", id);
+}
+
+/** Where `worker` puts a message of `stream` it gave up on. */
+export function deadLetterSubject(worker: "fanout" | "persister", stream: string): string {
+  return `dead.${worker}.${checkId("stream name", stream)}`;
 }
 
 /** Nats-Msg-Id for a client's send: stable across retries, edges and reconnects. */

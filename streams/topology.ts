@@ -52,12 +52,26 @@ export function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<St
   };
 }
 
+export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.deadLetterStream,
+    description: "natter: messages a worker gave up on (headers Natter-Dead-*: reason, source stream and sequence)",
+    subjects: [names.deadLetterStreamSubjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_age: nanos(30 * 24 * 3600 * S),
+    duplicate_window: nanos(cfg.duplicateWindowSec * S),
+    allow_direct: true,
+  };
+}
+
 export function workerConsumerConfig(cfg: StreamsConfig, durable: string): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: nanos(30 * S),
+    ack_wait: nanos(cfg.ackWaitSec * S),
     max_ack_pending: cfg.maxAckPending,
     // Redelivered until acked: a worker acks only after the effect is durable.
     max_deliver: -1,
@@ -98,6 +112,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
   for (let shard = 0; shard < cfg.inboxShards; shard++) {
     await upsertStream(jsm, inboxStreamConfig(cfg, shard));
   }
+  await upsertStream(jsm, deadLetterStreamConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -105,5 +120,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   const out: string[] = [];
   for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
+  out.push(names.deadLetterStream);
   return out;
 }

@@ -30,7 +30,7 @@ interface Natter {
 }
 
 async function startNatter(ports: number[]): Promise<Natter> {
-  const [edge, nats, monitor] = ports;
+  const [edge, nats, monitor, workers] = ports;
   const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
     cwd: REPO_ROOT,
     env: {
@@ -40,6 +40,7 @@ async function startNatter(ports: number[]): Promise<Natter> {
       NATTER_EDGE__PORT: String(edge),
       NATTER_NATS__EMBEDDED__PORT: String(nats),
       NATTER_NATS__EMBEDDED__HTTP_PORT: String(monitor),
+      NATTER_WORKERS__HTTP_PORT: String(workers),
       NATTER_LOG__PRETTY: "false",
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -82,7 +83,7 @@ async function history(url: string, conv: string): Promise<string[]> {
 
 describe("natter start (the README's run line)", () => {
   it("serves health and readiness, lets two clients chat, stops on Ctrl-C, and keeps history across restarts", async () => {
-    const ports = await freePorts(3);
+    const ports = await freePorts(4);
     const first = await startNatter(ports);
     const health = await fetch(`${first.url}/healthz`);
     expect(health.status).toBe(200);
@@ -90,6 +91,9 @@ describe("natter start (the README's run line)", () => {
     const ready = (await (await fetch(`${first.url}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
     expect(Object.keys(ready.checks).sort()).toEqual(["blobs", "nats", "store", "streams"]);
     expect((await fetch(`${first.url}/`)).headers.get("content-type")).toContain("text/html");
+    const metrics = await fetch(`http://127.0.0.1:${ports[3]}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain("natter_consumer_pending_messages");
 
     const alice = await TestClient.connect(first.url, { token: await devToken(first.url, "alice"), device: "phone" });
     const bob = await TestClient.connect(first.url, { token: await devToken(first.url, "bob"), device: "laptop" });

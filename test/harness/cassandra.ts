@@ -44,6 +44,10 @@ export interface CassandraServer {
   readonly startupMs: number;
   /** Kills the server (SIGKILL unless graceful) and removes its folder. */
   stop(opts?: { graceful?: boolean }): Promise<void>;
+  /** Stops the server (SIGTERM unless `kill9`) and keeps its folder, for `restart`. */
+  halt(opts?: { kill9?: boolean }): Promise<void>;
+  /** Starts a halted server again on the same folder, data and ports. */
+  restart(): Promise<CassandraServer>;
 }
 
 /** State file written by scripts/test-servers.ts for a long-running Cassandra. */
@@ -150,11 +154,12 @@ async function launchOnce(
   opts: { dir: string; detached?: boolean; readyTimeoutMs?: number; onSpawn?: (pid: number) => void },
   lib: string,
   jamm: string,
+  reuse?: [number, number, number],
 ): Promise<CassandraServer> {
   const dir = opts.dir;
-  await fs.rm(dir, { recursive: true, force: true });
+  if (reuse === undefined) await fs.rm(dir, { recursive: true, force: true });
   await fs.mkdir(path.join(dir, "logs"), { recursive: true });
-  const [native, storage, jmx] = (await freePorts(3)) as [number, number, number];
+  const [native, storage, jmx] = reuse ?? ((await freePorts(3)) as [number, number, number]);
   const logFile = path.join(dir, "logs", "system.log");
   const outFile = path.join(dir, "logs", "stdout.log");
   await fs.writeFile(path.join(dir, "cassandra.yaml"), cassandraYaml(dir, { native, storage }));
@@ -206,6 +211,10 @@ async function launchOnce(
     });
     await fs.rm(dir, { recursive: true, force: true });
   };
+  const halt = async (haltOpts: { kill9?: boolean } = {}): Promise<void> => {
+    await terminate(pid, { startTime, signal: haltOpts.kill9 === true ? "SIGKILL" : "SIGTERM", graceMs: 20_000 });
+  };
+  const restart = (): Promise<CassandraServer> => launchOnce(opts, lib, jamm, [native, storage, jmx]);
   const logs = async (): Promise<string> =>
     `system.log:\n${indent(await fileTail(logFile, 25))}\nstdout/stderr:\n${indent(await fileTail(outFile, 15))}`;
 
@@ -243,7 +252,7 @@ async function launchOnce(
     await terminate(pid, { startTime, signal: "SIGKILL", graceMs: 5_000 });
     throw err;
   }
-  return { endpoint, pid, startTime, dir, logFile, startupMs: performance.now() - started, stop };
+  return { endpoint, pid, startTime, dir, logFile, startupMs: performance.now() - started, stop, halt, restart };
 }
 
 /**

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 export const RUN_DIR_ENV = "NATTER_TEST_RUN_DIR";
 
-export type ServerKind = "nats-server" | "cassandra" | "minio";
+export type ServerKind = "nats-server" | "cassandra" | "minio" | "natter";
 
 export interface RecordedProcess {
   pid: number;

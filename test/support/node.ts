@@ -23,6 +23,7 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
       auth: { jwtSecret: TEST_SECRET },
       edge: { port: 0 },
       ...overrides,
+      workers: { httpPort: 0, ...(overrides.workers as object | undefined) },
     },
   });
 }

@@ -1,0 +1,56 @@
+// Prometheus metrics of one natter process, served at /metrics on the workers' HTTP port.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export interface Metrics {
+  registry: Registry;
+  persisted: Counter<never>;
+  persistBatches: Histogram<never>;
+  persistFailures: Counter<"kind">;
+  deadLetters: Counter<"worker">;
+  fanoutCopies: Counter<never>;
+  fanoutFailures: Counter<never>;
+}
+
+export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaults ?? true) collectDefaultMetrics({ register: registry, prefix: "natter_" });
+  return {
+    registry,
+    persisted: new Counter({ name: "natter_persisted_messages_total", help: "Messages written to the store and acked", registers: [registry] }),
+    persistBatches: new Histogram({
+      name: "natter_persist_batch_seconds",
+      help: "Time to write one batch to the store",
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    persistFailures: new Counter({
+      name: "natter_persist_failures_total",
+      help: "Failed store writes (kind: unavailable = store unreachable, message = one message failing alone)",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    deadLetters: new Counter({ name: "natter_dead_letters_total", help: "Messages moved to the DEAD stream", labelNames: ["worker"], registers: [registry] }),
+    fanoutCopies: new Counter({ name: "natter_fanout_copies_total", help: "Inbox copies stored by the fan-out", registers: [registry] }),
+    fanoutFailures: new Counter({ name: "natter_fanout_failures_total", help: "Fan-out attempts that failed and will be retried", registers: [registry] }),
+  };
+}
+
+/** A gauge whose values are read when Prometheus scrapes (e.g. consumer lag from JetStream). */
+export function scrapedGauge(
+  m: Metrics,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: () => Promise<{ labels: Record<string, string>; value: number }[]>,
+): Gauge<string> {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [m.registry],
+    async collect() {
+      this.reset();
+      for (const { labels, value } of await read()) this.set(labels, value);
+    },
+  });
+}
