@@ -81,9 +81,13 @@ interface Options {
   concurrency?: number;
 }
 
+/** (conversation, bucket) index rows this process already wrote; losing one only costs a rewrite. */
+const KNOWN_BUCKETS_MAX = 200_000;
+
 export class CassandraMessageStore implements MessageStore {
   readonly #client: cassandra.Client;
   readonly #concurrency: number;
+  readonly #knownBuckets = new Set<string>();
 
   private constructor(client: cassandra.Client, opts: Options) {
     this.#client = client;
@@ -104,12 +108,12 @@ export class CassandraMessageStore implements MessageStore {
   async putMessages(messages: readonly StoredMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const queries: { query: string; params: unknown[] }[] = [];
-    const buckets = new Set<string>();
+    const newBuckets = new Set<string>();
     for (const m of messages) {
       const bucket = bucketOf(m.ts);
       const key = `${m.conv}\n${bucket}`;
-      if (!buckets.has(key)) {
-        buckets.add(key);
+      if (!this.#knownBuckets.has(key) && !newBuckets.has(key)) {
+        newBuckets.add(key);
         queries.push({ query: INSERT_BUCKET, params: [m.conv, bucket] });
       }
       queries.push({
@@ -125,6 +129,8 @@ export class CassandraMessageStore implements MessageStore {
     } catch (err) {
       throw unavailable("write", err);
     }
+    if (this.#knownBuckets.size + newBuckets.size > KNOWN_BUCKETS_MAX) this.#knownBuckets.clear();
+    for (const k of newBuckets) this.#knownBuckets.add(k);
   }
 
   async history(conv: string, q: HistoryQuery): Promise<StoredMessage[]> {

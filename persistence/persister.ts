@@ -13,10 +13,12 @@ export interface PersisterDeps {
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
-  /** Largest batch handed to the store at once. */
+  /** Largest batch handed to the store at once (default 64). */
   batchSize?: number;
   /** Messages pulled from JetStream ahead of processing (per conversation stream). */
   pullAhead?: number;
+  /** Batches written at once; batchSize × maxBatches rows are in flight at most. */
+  maxBatches?: number;
   /** Deliveries after which a message failing alone (the store being reachable) is dead-lettered. */
   maxAttempts?: number;
 }
@@ -50,7 +52,7 @@ export class Persister {
 
   #take(m: JsMsg): void {
     this.#batch.push(m);
-    if (this.#batch.length >= (this.#deps.batchSize ?? 512)) {
+    if (this.#batch.length >= this.#batchSize) {
       this.#flush();
     } else if (!this.#scheduled) {
       // Everything that arrived in this turn of the event loop goes in one batch.
@@ -59,13 +61,26 @@ export class Persister {
     }
   }
 
+  get #batchSize(): number {
+    return this.#deps.batchSize ?? 64;
+  }
+
+  /**
+   * Starts batch writes while fewer than `maxBatches` are in flight. Several small batches in
+   * flight keep the store's concurrency busy between batches (one big batch waits for its slowest
+   * row); what does not fit waits here, bounded by the consumer's max_ack_pending.
+   */
   #flush(): void {
     this.#scheduled = false;
-    const batch = this.#batch;
-    this.#batch = [];
-    if (batch.length === 0) return;
-    const w = this.#write(batch).finally(() => this.#writes.delete(w));
-    this.#writes.add(w);
+    const maxBatches = this.#deps.maxBatches ?? 4;
+    while (this.#batch.length > 0 && this.#writes.size < maxBatches) {
+      const batch = this.#batch.splice(0, this.#batchSize);
+      const w: Promise<void> = this.#write(batch).finally(() => {
+        this.#writes.delete(w);
+        this.#flush();
+      });
+      this.#writes.add(w);
+    }
   }
 
   async #write(batch: JsMsg[]): Promise<void> {
@@ -151,7 +166,7 @@ export class Persister {
   async stop(): Promise<void> {
     for (const s of this.#subs) s.stop();
     this.#flush();
-    await Promise.allSettled([...this.#writes]);
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
   }
 }
 

@@ -141,7 +141,15 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       const fanout = new FanoutWorker({ js, directory, topology, metrics, log: log.child({ component: "fanout" }) });
       await fanout.start();
       cleanups.push(() => fanout.stop());
-      const persister = new Persister({ js, store, topology, metrics, log: log.child({ component: "persister" }) });
+      const persister = new Persister({
+        js,
+        store,
+        topology,
+        metrics,
+        log: log.child({ component: "persister" }),
+        batchSize: 64,
+        maxBatches: Math.max(1, Math.floor(cfg.workers.persistConcurrency / 64)),
+      });
       await persister.start();
       cleanups.push(() => persister.stop());
       scrapedGauge(metrics, "natter_consumer_pending_messages", "Messages of a worker's consumer: unprocessed (not yet delivered) and ack_pending (delivered, not acked)", ["stream", "consumer", "state"], async () => {
