@@ -58,7 +58,7 @@ async function startNode(): Promise<{ url: string; pid: number; stop: () => Prom
       NATTER_NATS__EMBEDDED__PORT: String(nats),
       NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
       NATTER_WORKERS__HTTP_PORT: String(workers),
-      NATTER_EDGE__SENDS_PER_SECOND: "100000",
+      NATTER_EDGE__SENDS_PER_SECOND: "10000",
       NATTER_LOG__LEVEL: "warn",
       NATTER_LOG__PRETTY: "false",
     },
