@@ -20,6 +20,7 @@ import {
   topologyOf,
 } from "../streams/index.ts";
 import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
+import { historyReader } from "./history.ts";
 import { startWorkersHttp } from "./workers-http.ts";
 
 export interface NatterNode {
@@ -214,7 +215,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         topology,
         config: cfg.edge,
         tokens,
-        history: (conv, q) => store.history(conv, q),
+        history: historyReader(store, jsm, topology),
         devTokens: cfg.auth.devTokens,
         log: log.child({ component: "edge" }),
         readiness,

@@ -6,3 +6,4 @@ export { FanoutWorker, type FanoutDeps } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
 export { deadLetter, DEAD_HEADERS } from "./dead-letter.ts";
+export { streamEvents, type StreamEvent } from "./history.ts";
