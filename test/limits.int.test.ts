@@ -1,0 +1,96 @@
+// The edge's limits, each with its typed error or close code, on a real node.
+import { WebSocket } from "ws";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { useNats } from "./harness/nats.ts";
+import { testConfig, useNode } from "./support/node.ts";
+import { TestClient } from "./support/ws-client.ts";
+
+const nats = useNats();
+const node = useNode(() =>
+  testConfig(nats.url, {
+    edge: {
+      port: 0,
+      maxTextChars: 60_000,
+      maxPayloadBytes: 128 * 1024,
+      sendsPerSecond: 3,
+      badFramesPerMinute: 5,
+      helloTimeoutMs: 300,
+      maxBufferedBytes: 64 * 1024,
+      allowedOrigins: ["https://chat.example"],
+    },
+  }),
+);
+
+async function client(user: string, device = "d"): Promise<TestClient> {
+  const c = await TestClient.connect(node.url, { token: await node.token(user), device });
+  onTestFinished(() => c.close());
+  return c;
+}
+
+describe("edge limits", () => {
+  it("refuses over-long text with TEXT_TOO_LARGE and keeps the socket", async () => {
+    const a = await client("lim_a");
+    const { conv } = (await a.request({ type: "dm.open", peer: "lim_b" })) as unknown as { conv: { id: string } };
+    expect(await a.request({ type: "send", conv: conv.id, cid: "big", text: "x".repeat(60_001) })).toMatchObject({ code: "TEXT_TOO_LARGE", temporary: false });
+    expect(await a.request({ type: "ping" })).toMatchObject({ type: "pong" });
+  });
+
+  it("rate-limits sends per device with a temporary RATE_LIMITED", async () => {
+    const a = await client("rate_a");
+    const { conv } = (await a.request({ type: "dm.open", peer: "rate_b" })) as unknown as { conv: { id: string } };
+    const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => a.request({ type: "send", conv: conv.id, cid: `r${i}`, text: "hi" })));
+    const limited = replies.filter((r) => r.type === "error");
+    expect(limited.length).toBeGreaterThan(0);
+    for (const r of limited) expect(r).toMatchObject({ code: "RATE_LIMITED", temporary: true });
+    expect(replies.filter((r) => r.type === "ack").length).toBeGreaterThanOrEqual(6); // burst = 2 × rate
+  });
+
+  it("closes with 4429 after too many bad frames", async () => {
+    const a = await client("bad_a");
+    for (let i = 0; i < 20; i++) a.sendRaw("nope");
+    expect((await a.closed).code).toBe(4429);
+  });
+
+  it("closes with 4408 when no hello arrives in time", async () => {
+    const c = await TestClient.open(node.url);
+    expect((await c.closed).code).toBe(4408);
+  });
+
+  it("closes with 4403 for an origin outside the allowlist, and serves an allowed one", async () => {
+    const wsUrl = `${node.url.replace(/^http/, "ws")}/ws`;
+    const evil = new WebSocket(wsUrl, { origin: "https://evil.example" });
+    const code = await new Promise<number>((resolve) => evil.on("close", (c) => resolve(c)));
+    expect(code).toBe(4403);
+    const good = new WebSocket(wsUrl, { origin: "https://chat.example" });
+    onTestFinished(() => good.close());
+    await new Promise((resolve, reject) => {
+      good.once("open", resolve);
+      good.once("error", reject);
+    });
+    good.send(JSON.stringify({ type: "hello", v: 1, token: await node.token("origin_ok"), device: "d" }));
+    const first = await new Promise<string>((resolve) => good.once("message", (d) => resolve(String(d))));
+    expect(JSON.parse(first)).toMatchObject({ type: "welcome" });
+  });
+
+  it("closes a device that does not read with 4409 (resume from your cursor), without hurting the sender", async () => {
+    const reader = await client("slow_reader");
+    const senders = await Promise.all([0, 1, 2, 3].map((i) => client("slow_sender", `s${i}`)));
+    const { conv } = (await senders[0]!.request({ type: "dm.open", peer: "slow_reader" })) as unknown as { conv: { id: string } };
+    // Stop reading: the kernel buffers fill, then the edge's buffer passes 64 KiB.
+    (reader.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const big = "y".repeat(50_000);
+    let sent = 0;
+    for (let round = 0; round < 40 && reader.ws.readyState === WebSocket.OPEN; round++) {
+      const acks = await Promise.all(senders.map((s, i) => s.request({ type: "send", conv: conv.id, cid: `big${round}_${i}`, text: big })));
+      sent += acks.filter((a) => a.type === "ack").length;
+      await new Promise((r) => setTimeout(r, 400)); // stay under the send rate limit
+      (reader.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      if (round === 39) break;
+      // Let the edge notice: its buffer grows only once the socket's kernel buffers are full.
+    }
+    (reader.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    expect((await reader.closed).code).toBe(4409);
+    expect(sent).toBeGreaterThan(0);
+    expect(await senders[0]!.request({ type: "ping" })).toMatchObject({ type: "pong" });
+  });
+});
