@@ -107,6 +107,28 @@ export const EdgeSchema = z.strictObject({
   sendsPerSecond: int(1, 10_000).default(50),
   /** Bad frames tolerated per minute before the socket is closed. */
   badFramesPerMinute: int(1, 10_000).default(30),
+  /** The URL clients reach this edge at, as discovery returns it; defaults to the listen URL. */
+  publicUrl: z.url().optional(),
+  /** Connections this edge is sized for: discovery ranks edges by connections / capacity. */
+  capacity: int(1, 10_000_000).default(10_000),
+  /** This edge's id in the edges bucket (1-64 of A-Z a-z 0-9 _ -); defaults to <hostname>-<port>. */
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+});
+
+export const PresenceSchema = z.strictObject({
+  /** Track which devices are online (heartbeats, KV bucket `presence`) and tell contacts. */
+  enabled: bool().default(true),
+  /** A device is offline at most this long after its last heartbeat (per-key TTL, seconds); clients heartbeat every ttlSec/3. */
+  ttlSec: int(2, 3600).default(30),
+  /** How long expiry markers and removal tombstones stay in the bucket (seconds); a presence worker down longer misses those expiries. */
+  markerTtlSec: int(1, 7 * DAY_S).default(600),
+});
+
+export const DiscoverySchema = z.strictObject({
+  /** Each edge's registration in the KV bucket `edges` expires after this (seconds); refreshed every ttlSec/3 while healthy. */
+  ttlSec: int(2, 3600).default(15),
+  /** How many edges GET /discovery returns, best first. */
+  results: int(1, 100).default(3),
 });
 
 const SimpleReplication = z.strictObject({
@@ -182,6 +204,8 @@ export const ConfigSchema = z.strictObject({
   store: StoreSchema.prefault({ kind: "sqlite" }),
   blobs: BlobsSchema.prefault({ kind: "fs" }),
   workers: WorkersSchema.prefault({}),
+  presence: PresenceSchema.prefault({}),
+  discovery: DiscoverySchema.prefault({}),
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -193,3 +217,5 @@ export type EdgeConfig = Config["edge"];
 export type StreamsConfig = Config["streams"];
 export type AuthConfig = Config["auth"];
 export type NatsConfig = Config["nats"];
+export type PresenceConfig = Config["presence"];
+export type DiscoveryConfig = Config["discovery"];

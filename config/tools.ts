@@ -19,6 +19,9 @@ export const TOOLS = {
 
 export type ToolName = keyof typeof TOOLS;
 
+/** Debian's Chromium, which the browser tests drive with playwright-core (a system package, not cached). */
+export const CHROMIUM = { aptPackage: "chromium", binary: "/usr/bin/chromium" } as const;
+
 export function binPath(tool: "nats-server" | "nats" | "minio", env: NodeJS.ProcessEnv = process.env): string {
   return path.join(cacheDir(env), "bin", TOOLS[tool].binary);
 }

@@ -1,9 +1,12 @@
 // Live delivery: one core NATS subscription per user connected to this edge (not one consumer per
 // connection). The inbox stream republishes every stored item on the user's delivery subject with
 // its sequence and the previous sequence of the same user, so each device sees a gap at once.
+// Next to it, when presence is on, a subscription to the user's presence subject: contacts'
+// presence changes (ephemeral, core NATS only).
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../core/logger.ts";
-import { deliverySubject, type Topology } from "../streams/index.ts";
+import { parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
+import { deliverySubject, presenceSubject, type Topology } from "../streams/index.ts";
 
 export interface LiveItem {
   seq: number;
@@ -13,24 +16,40 @@ export interface LiveItem {
 }
 
 type Listener = (item: LiveItem) => void;
+type PresenceListener = (entry: PresenceEntry) => void;
 
 export class UserFeeds {
   readonly #nc: NatsConnection;
   readonly #topology: Topology;
   readonly #log: Logger;
-  readonly #feeds = new Map<string, { sub: Subscription; listeners: Set<Listener> }>();
+  readonly #presence: boolean;
+  readonly #feeds = new Map<string, { sub: Subscription; presenceSub: Subscription | undefined; listeners: Set<Listener>; presenceListeners: Set<PresenceListener> }>();
 
-  constructor(nc: NatsConnection, topology: Topology, log: Logger) {
+  constructor(nc: NatsConnection, topology: Topology, log: Logger, opts: { presence?: boolean } = {}) {
     this.#nc = nc;
     this.#topology = topology;
     this.#log = log;
+    this.#presence = opts.presence ?? false;
   }
 
-  /** Calls `listener` for each live inbox item of `userId` until the returned detach is called. */
-  attach(userId: string, listener: Listener): () => void {
+  /**
+   * Calls `listener` for each live inbox item of `userId`, and `onPresence` for each presence
+   * change of its contacts, until the returned detach is called.
+   */
+  attach(userId: string, listener: Listener, onPresence?: PresenceListener): () => void {
     let feed = this.#feeds.get(userId);
     if (!feed) {
       const listeners = new Set<Listener>();
+      const presenceListeners = new Set<PresenceListener>();
+      const presenceSub = this.#presence
+        ? this.#nc.subscribe(presenceSubject(this.#topology, userId), {
+            callback: (err, msg) => {
+              if (err) return;
+              const entry = parsePresenceEntry(msg.data);
+              if (entry) for (const l of presenceListeners) l(entry);
+            },
+          })
+        : undefined;
       const sub = this.#nc.subscribe(deliverySubject(this.#topology, userId), {
         callback: (err, msg) => {
           if (err) {
@@ -47,16 +66,19 @@ export class UserFeeds {
           for (const l of listeners) l(item);
         },
       });
-      feed = { sub, listeners };
+      feed = { sub, presenceSub, listeners, presenceListeners };
       this.#feeds.set(userId, feed);
     }
     const f = feed;
     f.listeners.add(listener);
+    if (onPresence) f.presenceListeners.add(onPresence);
     return () => {
       f.listeners.delete(listener);
+      if (onPresence) f.presenceListeners.delete(onPresence);
       if (f.listeners.size === 0 && this.#feeds.get(userId) === f) {
         this.#feeds.delete(userId);
         f.sub.unsubscribe();
+        f.presenceSub?.unsubscribe();
       }
     };
   }

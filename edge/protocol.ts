@@ -35,6 +35,14 @@ export const ClientFrame = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("group.leave"), ref, conv: id }),
   z.strictObject({ type: z.literal("members"), ref, conv: id }),
   z.strictObject({
+    type: z.literal("presence"),
+    ref,
+    /** Users to ask about; only contacts are answered. */
+    users: z.array(id).min(1).max(100).optional(),
+    /** Or: every other member of this conversation (members only). */
+    conv: id.optional(),
+  }),
+  z.strictObject({
     type: z.literal("history"),
     ref,
     conv: id,
@@ -44,7 +52,7 @@ export const ClientFrame = z.discriminatedUnion("type", [
   }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
-export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history", "group.create", "group.add", "group.remove", "group.leave", "members"] as const;
+export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history", "group.create", "group.add", "group.remove", "group.leave", "members", "presence"] as const;
 
 /** A conversation as clients see it. */
 export interface ConvView {
@@ -57,7 +65,7 @@ export interface ConvView {
 
 /** Frames the server sends. */
 export type ServerFrame =
-  | { type: "welcome"; v: number; user: string; device: string; cursor: number }
+  | { type: "welcome"; v: number; user: string; device: string; cursor: number; heartbeatMs?: number | undefined }
   | { type: "reset"; cursor: number; reason: string }
   | { type: "pong"; ref?: string | undefined }
   | { type: "conv"; ref?: string | undefined; conv: ConvView }
@@ -77,7 +85,16 @@ export type ServerFrame =
       ts: number;
     }
   | { type: "history"; ref?: string | undefined; conv: string; messages: HistoryMessage[] }
+  | { type: "presence"; ref?: string | undefined; users: PresenceView[] }
   | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
+
+/** A user's presence as clients see it; `rev` orders the frames about one user (drop an older one). */
+export interface PresenceView {
+  user: string;
+  online: boolean;
+  lastSeen?: number | undefined;
+  rev: number;
+}
 
 /** A message as history returns it (newest first). */
 export interface HistoryMessage {

@@ -19,9 +19,18 @@ import {
   type InboxEntry,
   type Topology,
 } from "../streams/index.ts";
+import type { DeviceHandle, DevicePresence } from "../presence/index.ts";
 import { verifyToken, type TokenSettings } from "./auth.ts";
 import type { LiveItem, UserFeeds } from "./feeds.ts";
-import { CLIENT_FRAME_TYPES, ClientFrame, HelloFrame, PROTOCOL_VERSION, type HistoryReader, type ServerFrame } from "./protocol.ts";
+import { CLIENT_FRAME_TYPES, ClientFrame, HelloFrame, PROTOCOL_VERSION, type HistoryReader, type PresenceView, type ServerFrame } from "./protocol.ts";
+
+/** Presence as a session uses it (absent when presence.enabled is false). */
+export interface SessionPresence {
+  /** This edge's connected devices: heartbeats become at most one KV write per TTL/2. */
+  devices: DevicePresence;
+  /** The presence of these users (no authorization: the session decides whom it may ask about). */
+  lookup(users: readonly string[]): Promise<PresenceView[]>;
+}
 
 export interface SessionServices {
   js: JetStreamClient;
@@ -32,6 +41,7 @@ export interface SessionServices {
   edge: EdgeConfig;
   tokens: TokenSettings;
   history: HistoryReader;
+  presence?: SessionPresence | undefined;
   log: Logger;
 }
 
@@ -66,6 +76,7 @@ export class DeviceSession {
   #pending: LiveItem[] = [];
   #pumping = false;
   #detach: (() => void) | undefined;
+  #presence: DeviceHandle | undefined;
   readonly #helloTimer: NodeJS.Timeout;
   readonly #sends: TokenBucket;
   readonly #badFrames: TokenBucket;
@@ -89,15 +100,18 @@ export class DeviceSession {
   close(kind: CloseKind): void {
     if (this.#state === "closed") return;
     const c = CLOSE[kind];
-    this.#closed();
+    // A close that asks the device to reconnect keeps its presence key (no offline flicker).
+    this.#closed(c.reconnect);
     this.#ws.close(c.code, c.reason);
   }
 
-  #closed(): void {
+  #closed(reconnecting = false): void {
     this.#state = "closed";
     clearTimeout(this.#helloTimer);
     this.#detach?.();
     this.#detach = undefined;
+    this.#presence?.release(reconnecting ? "keep" : "leave");
+    this.#presence = undefined;
     this.#pending = [];
   }
 
@@ -122,6 +136,7 @@ export class DeviceSession {
 
   async #onFrame(data: RawData, isBinary: boolean): Promise<void> {
     if (this.#state === "closed") return;
+    this.#presence?.beat(); // any frame is a heartbeat
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     let ref: string | undefined;
     try {
@@ -204,10 +219,16 @@ export class DeviceSession {
 
   async #start(cursor: number | undefined): Promise<void> {
     const { feeds, jsm, topology } = this.#s;
-    this.#detach = feeds.attach(this.#user, (item) => {
-      this.#pending.push(item);
-      if (this.#state === "live") void this.#pump();
-    });
+    this.#detach = feeds.attach(
+      this.#user,
+      (item) => {
+        this.#pending.push(item);
+        if (this.#state === "live") void this.#pump();
+      },
+      (entry) => {
+        if (this.#state === "live") this.#send({ type: "presence", users: [entry] });
+      },
+    );
     await feeds.flush();
     const bounds = await inboxBounds(jsm, topology, this.#user);
     if (cursor !== undefined && cursor > bounds.lastSeq) {
@@ -215,21 +236,27 @@ export class DeviceSession {
     }
     if (cursor === undefined) {
       this.#last = bounds.lastSeq;
-      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor: this.#last });
+      this.#welcome(this.#last);
     } else if (bounds.lastSeq > 0 && cursor < bounds.firstSeq - 1) {
       // Items after the cursor may have expired: never replay partially.
       this.#last = bounds.lastSeq;
-      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor });
+      this.#welcome(cursor);
       this.#send({ type: "reset", cursor: this.#last, reason: "cursor is older than the inbox retention; reload conversations from history" });
     } else {
       this.#last = cursor;
-      this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor });
+      this.#welcome(cursor);
       await this.#replay(bounds.lastSeq);
     }
     if (this.#state !== "starting") return;
     this.#state = "live";
+    this.#presence = this.#s.presence?.devices.connect(this.#user, this.#device);
     this.#log.debug({ cursor: this.#last }, "device live");
     await this.#pump();
+  }
+
+  #welcome(cursor: number): void {
+    const heartbeatMs = this.#s.presence?.devices.heartbeatMs;
+    this.#send({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor, ...(heartbeatMs ? { heartbeatMs } : {}) });
   }
 
   /** Sends inbox items after `last` up to `until`, waiting for the socket to drain as needed. */
@@ -316,6 +343,22 @@ export class DeviceSession {
           text: f.text,
         });
         this.#send({ type: "ack", ref: f.ref, conv: f.conv, cid: f.cid, id: r.id, dup: r.duplicate });
+        return;
+      }
+      case "presence": {
+        if ((f.users === undefined) === (f.conv === undefined)) throw new NatterError("BAD_FRAME", "presence: give either users or conv");
+        let ask: string[];
+        if (f.conv !== undefined) {
+          // Co-members of a conversation: fetched when asked, never pushed.
+          const conv = await this.#s.directory.requireMember(f.conv, this.#user);
+          ask = conv.members.filter((m) => m !== this.#user);
+        } else {
+          // Contacts only; anyone else is left out of the answer (no hint whether they exist).
+          const contacts = await this.#s.directory.contactsAmong(this.#user, f.users ?? []);
+          ask = [...new Set(f.users)].filter((u) => contacts.has(u));
+        }
+        const users = this.#s.presence ? await this.#s.presence.lookup(ask) : [];
+        this.#send({ type: "presence", ref: f.ref, users });
         return;
       }
       case "history": {

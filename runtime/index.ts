@@ -12,6 +12,16 @@ import { createMetrics, scrapedGauge } from "../core/metrics.ts";
 import { createEdge, type Edge, type ReadinessCheck, type TokenSettings } from "../edge/index.ts";
 import { openBlobStore, openMessageStore, Persister, type BlobStore, type MessageStore } from "../persistence/index.ts";
 import {
+  DevicePresence,
+  EdgeRegistry,
+  ensurePresenceBuckets,
+  natsNotifier,
+  NatsKvPresence,
+  PresenceWorker,
+  presenceOf,
+  presenceStreams,
+} from "../presence/index.ts";
+import {
   ConversationDirectory,
   ensureTopology,
   expectedStreams,
@@ -128,6 +138,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
     await ensureTopology(jsm, cfg.streams);
+    await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
     const topology = topologyOf(cfg.streams);
 
     const store = await openMessageStore(cfg, log);
@@ -136,6 +147,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     cleanups.push(() => blobs.close());
 
     const directory = new ConversationDirectory(js, jsm, topology);
+    const presence = new NatsKvPresence({ js, jsm, ttlSec: cfg.presence.ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: log.child({ component: "presence" }) });
 
     const metrics = createMetrics();
     if (cfg.workers.enabled) {
@@ -167,8 +179,19 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       });
     }
 
+    if (cfg.workers.enabled && cfg.presence.enabled) {
+      const presenceWorker = new PresenceWorker({
+        store: presence,
+        contactsOf: (user) => directory.contactsOf(user),
+        notify: natsNotifier(nc, topology),
+        log: log.child({ component: "presence" }),
+      });
+      await presenceWorker.start();
+      cleanups.push(() => presenceWorker.stop());
+    }
+
     const tokens = tokenSettings(cfg);
-    const streamsNeeded = expectedStreams(cfg.streams);
+    const streamsNeeded = [...expectedStreams(cfg.streams), ...presenceStreams()];
     const readiness = async (): Promise<Record<string, ReadinessCheck>> => {
       const checks: Record<string, ReadinessCheck> = {};
       checks.nats = nc.isClosed() ? { ok: false, detail: "connection closed" } : { ok: true, detail: nc.getServer() };
@@ -219,6 +242,16 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         devTokens: cfg.auth.devTokens,
         log: log.child({ component: "edge" }),
         readiness,
+        presence: cfg.presence.enabled
+          ? {
+              devices: new DevicePresence({ store: presence, log: log.child({ component: "presence" }) }),
+              lookup: (users) => presenceOf(presence, users),
+            }
+          : undefined,
+        discovery: {
+          registry: new EdgeRegistry({ js, jsm, ttlSec: cfg.discovery.ttlSec, log: log.child({ component: "discovery" }) }),
+          results: cfg.discovery.results,
+        },
       });
       url = await e.listen();
       cleanups.push(() => e.close());

@@ -4,15 +4,28 @@
 // subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
 // any number of edges serialize without a lock, a read-then-write race, or an owner node.
 import { randomBytes, createHash } from "node:crypto";
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import { MembershipEventSchema, decodeJson, encodeJson, type MembershipEvent } from "./messages.ts";
-import { conversationStreamOf, membershipMsgId, membershipSubject, type Topology } from "./subjects.ts";
+import {
+  contactKey,
+  contactsFilter,
+  conversationStreamOf,
+  kvKeySubject,
+  membershipMsgId,
+  membershipSubject,
+  names,
+  type Topology,
+} from "./subjects.ts";
 
 export const MAX_GROUP_MEMBERS = 100;
 const MAX_CAS_ATTEMPTS = 50;
 const WRONG_LAST_SEQUENCE = 10071;
+/** Contacts read per direct-get batch; a user's whole list is read in pages of this size. */
+const CONTACTS_PAGE = 1000;
+/** Bound on pages read for one user's contacts (100,000 contacts). */
+const CONTACTS_MAX_PAGES = 100;
 
 export interface Conversation {
   id: string;
@@ -119,7 +132,66 @@ export class ConversationDirectory {
     checkId("user id", peerId);
     if (userId === peerId) throw new NatterError("SELF_CONVERSATION");
     const id = dmConversationId(userId, peerId);
-    return this.#change(id, (current) => current ?? { kind: "dm", action: "create", by: userId, members: [userId, peerId].sort() });
+    const conv = await this.#change(id, (current) => current ?? { kind: "dm", action: "create", by: userId, members: [userId, peerId].sort() });
+    // The contacts index (presence goes to contacts): written on every dm.open until both keys
+    // exist, so a dm.open that failed half-way is completed by the next one.
+    await Promise.all([this.#indexContact(userId, peerId, id), this.#indexContact(peerId, userId, id)]);
+    return conv;
+  }
+
+  /** Adds `peer` to `user`'s contacts unless it is there already (create-only: no rewrite). */
+  async #indexContact(user: string, peer: string, convId: string): Promise<void> {
+    const subject = kvKeySubject(names.contactsBucket, contactKey(user, peer));
+    try {
+      await this.#js.publish(subject, convId, { expect: { lastSubjectSequence: 0 }, timeout: 5000 });
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return; // already indexed
+      throw new NatterError("UNAVAILABLE", "could not index the contact", { cause: err });
+    }
+  }
+
+  /** Every contact of `userId`: the other member of each of its 1:1 conversations. */
+  async contactsOf(userId: string): Promise<string[]> {
+    const filter = contactsFilter(userId);
+    const prefix = filter.slice(0, -1);
+    const out: string[] = [];
+    let seq = 1;
+    for (let page = 0; page < CONTACTS_MAX_PAGES; page++) {
+      let n = 0;
+      try {
+        const it = await this.#jsm.direct.getBatch(names.kvStream(names.contactsBucket), { seq, next_by_subj: filter, batch: CONTACTS_PAGE });
+        for await (const sm of it) {
+          n++;
+          seq = sm.seq + 1;
+          if (sm.subject.startsWith(prefix)) out.push(sm.subject.slice(prefix.length));
+        }
+      } catch (err) {
+        if (err instanceof JetStreamError && (err as { code?: unknown }).code === 404) break; // no (more) contacts
+        throw new NatterError("UNAVAILABLE", "contacts unavailable", { cause: err });
+      }
+      if (n < CONTACTS_PAGE) break;
+    }
+    return out;
+  }
+
+  /** Those of `candidates` that are contacts of `userId` (at most 1,000 candidates). */
+  async contactsAmong(userId: string, candidates: readonly string[]): Promise<Set<string>> {
+    const unique = [...new Set(candidates)].filter((c) => c !== userId);
+    const found = new Set<string>();
+    if (unique.length === 0) return found;
+    if (unique.length > 1000) throw new NatterError("BAD_FRAME", "at most 1000 users at once");
+    const bySubject = new Map(unique.map((c) => [kvKeySubject(names.contactsBucket, contactKey(userId, c)), c]));
+    try {
+      const it = await this.#jsm.direct.getLastMessagesFor(names.kvStream(names.contactsBucket), { multi_last: [...bySubject.keys()] });
+      for await (const sm of it) {
+        const peer = bySubject.get(sm.subject);
+        if (peer !== undefined) found.add(peer);
+      }
+    } catch (err) {
+      if (err instanceof JetStreamError && (err as { code?: unknown }).code === 404) return found;
+      throw new NatterError("UNAVAILABLE", "contacts unavailable", { cause: err });
+    }
+    return found;
   }
 
   /** Creates a group owned by `owner` with the given members (the owner is always one). */

@@ -53,11 +53,18 @@ export async function* readInbox(
     } catch (err) {
       throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
     }
-    for await (const sm of it) {
-      got++;
-      if (sm.seq > untilSeq) return;
-      next = sm.seq + 1;
-      yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+    try {
+      for await (const sm of it) {
+        got++;
+        if (sm.seq > untilSeq) return;
+        next = sm.seq + 1;
+        yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+      }
+    } catch (err) {
+      // No item of this user after `next` (only other users' items follow in the shard): the
+      // batch answers 404 "message not found" rather than an empty batch.
+      if (got === 0 && (err as { code?: unknown }).code === 404) return;
+      throw err;
     }
     if (got < batch) return;
   }

@@ -1,7 +1,17 @@
 export * from "./subjects.ts";
 export * from "./messages.ts";
 export { ConversationDirectory, dmConversationId, newGroupId, MAX_GROUP_MEMBERS, type Conversation } from "./conversations.ts";
-export { ensureTopology, expectedStreams, topologyOf, conversationStreamConfig, inboxStreamConfig } from "./topology.ts";
+export {
+  ensureTopology,
+  expectedStreams,
+  topologyOf,
+  conversationStreamConfig,
+  inboxStreamConfig,
+  kvBucketConfig,
+  upsertStream,
+  upsertConsumer,
+  type KvBucketOptions,
+} from "./topology.ts";
 export { FanoutWorker, type FanoutDeps } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";

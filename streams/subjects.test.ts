@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { NatterError } from "../core/errors.ts";
 import { dmConversationId } from "./conversations.ts";
-import { conversationSubject, deliverySubject, fanoutMsgId, inboxSubject, sendMsgId, stableHash } from "./subjects.ts";
+import {
+  contactKey,
+  conversationSubject,
+  deliverySubject,
+  fanoutMsgId,
+  inboxSubject,
+  presenceDeviceKey,
+  presenceKeyParts,
+  presenceSubject,
+  sendMsgId,
+  stableHash,
+} from "./subjects.ts";
 
 const t = { conversationShards: 4, inboxShards: 8 };
 
@@ -21,6 +32,10 @@ describe("subjects", () => {
       expect(() => inboxSubject(t, bad)).toThrow(NatterError);
       expect(() => sendMsgId("alice", bad)).toThrow(NatterError);
       expect(() => fanoutMsgId("CONV_0", 1, bad)).toThrow(NatterError);
+      expect(() => presenceDeviceKey("alice", bad)).toThrow(NatterError);
+      expect(() => presenceDeviceKey(bad, "d")).toThrow(NatterError);
+      expect(() => contactKey("alice", bad)).toThrow(NatterError);
+      expect(() => presenceSubject(t, bad)).toThrow(NatterError);
     },
   );
 
@@ -33,5 +48,13 @@ describe("subjects", () => {
     expect(dmConversationId("alice", "bob")).toBe(dmConversationId("bob", "alice"));
     expect(dmConversationId("alice", "bob")).not.toBe(dmConversationId("alice", "carol"));
     expect(dmConversationId("alice", "bob")).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+  });
+
+  it("names presence keys and subjects: a device key is <user>.<device>; presence rides the inbox shard", () => {
+    expect(presenceDeviceKey("alice", "phone-1")).toBe("alice.phone-1");
+    expect(presenceKeyParts("alice.phone-1")).toEqual({ user: "alice", device: "phone-1" });
+    expect(() => presenceKeyParts("alice.phone.x")).toThrow(NatterError);
+    expect(presenceSubject(t, "alice").split(".")[1]).toBe(deliverySubject(t, "alice").split(".")[1]);
+    expect(contactKey("alice", "bob")).toBe("alice.bob");
   });
 });

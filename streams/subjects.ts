@@ -42,7 +42,19 @@ export const names = {
   fanoutConsumer: "fanout",
   /** Durable consumer on each conversation stream that writes messages to the store. */
   persisterConsumer: "persister",
+  /** KV bucket of device presence: key `<user>.<device>`, per-key TTL (presence/). */
   presenceBucket: "presence",
+  /** KV bucket of each user's published presence state and last seen: key `<user>`. */
+  presenceUsersBucket: "presence-users",
+  /** KV bucket of the edges serving clients: key `<edge id>`, per-key TTL (discovery). */
+  edgesBucket: "edges",
+  /** KV bucket of 1:1 contacts: key `<user>.<peer>`, value the conversation id. */
+  contactsBucket: "contacts",
+  /** Durable consumer on the presence bucket's stream that turns device changes into user presence. */
+  presenceConsumer: "presence",
+  /** The stream behind a KV bucket. */
+  kvStream: (bucket: string) => `KV_${bucket}`,
+  kvStreamSubjects: (bucket: string) => `$KV.${bucket}.>`,
 } as const;
 
 export function conversationSubject(t: Topology, convId: string): string {
@@ -103,4 +115,47 @@ export function membershipMsgId(convId: string, prevRevision: number, action: st
 /** Nats-Msg-Id for the copy of conversation message (stream, seq) in one user's inbox. */
 export function fanoutMsgId(stream: string, seq: number, userId: string): string {
   return `f:${stream}:${seq}:${checkId("user id", userId)}`;
+}
+
+/** The stream subject of a KV key (`$KV.<bucket>.<key>`), for direct reads and publishes with headers. */
+export function kvKeySubject(bucket: string, key: string): string {
+  return `$KV.${bucket}.${key}`;
+}
+
+/** Key of one device in the presence bucket. */
+export function presenceDeviceKey(userId: string, deviceId: string): string {
+  return `${checkId("user id", userId)}.${checkId("device id", deviceId)}`;
+}
+
+/** Subject filter of every device key of a user in the presence bucket's stream. */
+export function presenceDevicesFilter(userId: string): string {
+  return kvKeySubject(names.presenceBucket, `${checkId("user id", userId)}.*`);
+}
+
+/** The user and device of a presence bucket key. */
+export function presenceKeyParts(key: string): { user: string; device: string } {
+  const [user, device, ...rest] = key.split(".");
+  if (rest.length > 0 || user === undefined || device === undefined) throw new NatterError("INTERNAL", `not a presence key: ${key}`);
+  return { user: checkId("user id", user), device: checkId("device id", device) };
+}
+
+/** Key of a contact (the peer of a 1:1 conversation) in the contacts bucket. */
+export function contactKey(userId: string, peerId: string): string {
+  return `${checkId("user id", userId)}.${checkId("user id", peerId)}`;
+}
+
+/** Subject filter of every contact of a user in the contacts bucket's stream. */
+export function contactsFilter(userId: string): string {
+  return kvKeySubject(names.contactsBucket, `${checkId("user id", userId)}.*`);
+}
+
+/** Core subject on which a user's connected devices receive their contacts' presence changes. */
+export function presenceSubject(t: Topology, userId: string): string {
+  checkId("user id", userId);
+  return `presence.${inboxShard(t, userId)}.${userId}`;
+}
+
+/** Key of an edge in the edges bucket: its id (an id, see core/ids.ts). */
+export function edgeKey(edgeId: string): string {
+  return checkId("edge id", edgeId);
 }

@@ -78,7 +78,7 @@ export function workerConsumerConfig(cfg: StreamsConfig, durable: string): Parti
   };
 }
 
-async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+export async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {
     await jsm.streams.info(config.name);
   } catch {
@@ -88,7 +88,7 @@ async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   await jsm.streams.update(config.name, config);
 }
 
-async function upsertConsumer(
+export async function upsertConsumer(
   jsm: JetStreamManager,
   stream: string,
   config: Partial<ConsumerConfig> & { durable_name: string },
@@ -99,6 +99,43 @@ async function upsertConsumer(
   } catch {
     await jsm.consumers.add(stream, config);
   }
+}
+
+export interface KvBucketOptions {
+  /** Values kept per key (1: the current value only). */
+  history?: number;
+  /**
+   * Enables per-key TTLs (`Nats-TTL` on each write) and keeps the marker the server writes when
+   * a key expires for this long, so watchers and consumers see the expiry (FACTS: limit markers).
+   */
+  markerTtlMs?: number;
+}
+
+/**
+ * The stream of a KV bucket, as `@nats-io/kv` and `nats kv` create it (stream `KV_<bucket>`,
+ * subjects `$KV.<bucket>.>`), built here so an existing bucket is updated like every stream.
+ */
+export function kvBucketConfig(cfg: StreamsConfig, bucket: string, description: string, opts: KvBucketOptions = {}): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.kvStream(bucket),
+    description,
+    subjects: [names.kvStreamSubjects(bucket)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_msgs_per_subject: opts.history ?? 1,
+    max_msg_size: -1,
+    discard: DiscardPolicy.New,
+    allow_direct: true,
+    allow_rollup_hdrs: true,
+    deny_delete: true,
+    deny_purge: false,
+    ...(opts.markerTtlMs ? { allow_msg_ttl: true, subject_delete_marker_ttl: nanos(opts.markerTtlMs) } : {}),
+  };
+}
+
+export function contactsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return kvBucketConfig(cfg, names.contactsBucket, "natter: 1:1 contacts, key <user>.<peer> -> the conversation id");
 }
 
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
@@ -113,6 +150,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
     await upsertStream(jsm, inboxStreamConfig(cfg, shard));
   }
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
+  await upsertStream(jsm, contactsBucketConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -121,5 +159,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
   out.push(names.deadLetterStream);
+  out.push(names.kvStream(names.contactsBucket));
   return out;
 }

@@ -1,16 +1,41 @@
 // Runs every command of docs/operations.md's runbook with the real `nats` CLI v0.5.0 against a
 // real server holding natter's streams, so the runbook cannot rot.
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { binPath, REPO_ROOT } from "../config/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode } from "./support/node.ts";
 import { TestClient } from "./support/ws-client.ts";
 
-const run = promisify(execFile);
+/**
+ * Runs a command until its output contains `expected` (then stops it: `nats kv watch` never ends
+ * by itself) or it exits. Resolves with the output and whether it failed.
+ */
+function run(bin: string, args: string[], expected: string, env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<{ out: string; failed: string | undefined }> {
+  return new Promise((resolve) => {
+    const p = spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let done = false;
+    const finish = (failed: string | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (p.exitCode === null && p.signalCode === null) p.kill("SIGTERM");
+      resolve({ out, failed });
+    };
+    const timer = setTimeout(() => finish(`no "${expected}" within ${timeoutMs} ms`), timeoutMs);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(expected)) finish(undefined);
+    };
+    p.stdout.on("data", onData);
+    p.stderr.on("data", onData);
+    p.on("error", (err) => finish(err.message));
+    p.on("exit", (code) => finish(code === 0 ? undefined : `exit code ${code}`));
+  });
+}
 const nats = useNats({ extraConfig: 'server_name: "natter"' });
 const node = useNode(() => testConfig(nats.url));
 
@@ -46,14 +71,15 @@ describe("docs/operations.md runbook", () => {
     const { conv } = (await sender.request({ type: "dm.open", peer: "alice" })) as unknown as { conv: { id: string } };
     const ack = await sender.request({ type: "send", conv: conv.id, cid: "r1", text: "hello alice" });
     await alice.waitFor((f) => f.type === "msg" && f.id === ack.id);
+    // The presence worker has recorded alice as online (the presence commands look at it).
+    await expect
+      .poll(async () => ((await sender.request({ type: "presence", users: ["alice"] })).users as { online: boolean }[])[0]?.online, { timeout: 10_000 })
+      .toBe(true);
+    const env = { ...process.env, NATS_URL: nats.url, NATS_CONTEXT: "", HOME: process.env.HOME ?? "/tmp" };
     for (const step of steps) {
-      const { stdout, stderr } = await run(binPath("nats"), step.args, {
-        env: { ...process.env, NATS_URL: nats.url, NATS_CONTEXT: "", HOME: process.env.HOME ?? "/tmp" },
-        timeout: 20_000,
-      }).catch((err: { stdout?: string; stderr?: string; message: string }) => {
-        throw new Error(`\`${step.line}\` failed: ${err.message}\n${err.stdout ?? ""}${err.stderr ?? ""}`);
-      });
-      expect(`${stdout}${stderr}`, `\`${step.line}\``).toContain(step.expect);
+      const { out, failed } = await run(binPath("nats"), step.args, step.expect, env);
+      if (failed !== undefined) throw new Error(`\`${step.line}\` failed: ${failed}\n${out}`);
+      expect(out, `\`${step.line}\``).toContain(step.expect);
     }
   });
 });

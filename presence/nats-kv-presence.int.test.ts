@@ -1,0 +1,66 @@
+// NatsKvPresence against a real nats-server: the conformance suite, plus what only the KV shows
+// (the bucket's settings, the expiry marker, tombstones that do not pile up).
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ConfigSchema } from "../config/index.ts";
+import { silentLogger } from "../core/logger.ts";
+import { names } from "../streams/index.ts";
+import { presenceStoreConformance } from "../test/conformance/presence-store.ts";
+import { useNats } from "../test/harness/nats.ts";
+import { ensurePresenceBuckets } from "./buckets.ts";
+import { NatsKvPresence } from "./nats-kv-presence.ts";
+
+const nats = useNats();
+const cfg = ConfigSchema.parse({ presence: { ttlSec: 2, markerTtlSec: 3 } });
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  nc = await connect({ servers: nats.url });
+  jsm = await jetstreamManager(nc);
+  await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
+});
+afterAll(async () => {
+  await nc?.close();
+});
+
+const open = (ttlSec: number) => new NatsKvPresence({ js: jetstream(nc), jsm, ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: silentLogger() });
+
+presenceStoreConformance("NatsKvPresence", (ttlSec) => ({ store: open(ttlSec), close: () => undefined }));
+
+describe("NatsKvPresence bucket", () => {
+  test("is a KV bucket with per-key TTL and limit markers, history 1; ensuring it again changes nothing", async () => {
+    const info = await jsm.streams.info(names.kvStream(names.presenceBucket));
+    expect(info.config).toMatchObject({
+      subjects: ["$KV.presence.>"],
+      max_msgs_per_subject: 1,
+      allow_msg_ttl: true,
+      subject_delete_marker_ttl: 3_000_000_000,
+      allow_direct: true,
+      allow_rollup_hdrs: true,
+      num_replicas: 1,
+    });
+    await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
+    expect((await jsm.streams.info(names.kvStream(names.presenceBucket))).config).toEqual(info.config);
+  });
+
+  test("markers and leave tombstones vanish after markerTtlSec: nothing piles up", async () => {
+    const store = open(2);
+    const a = await store.touch("tomb_a", "d");
+    await store.touch("tomb_b", "d");
+    expect(await store.leave("tomb_a", "d", a.revision)).toBe(true);
+    const subjects = async () => {
+      const it = await jsm.direct.getLastMessagesFor(names.kvStream(names.presenceBucket), { multi_last: ["$KV.presence.tomb_a.*", "$KV.presence.tomb_b.*"] }).catch(() => undefined);
+      const out: string[] = [];
+      if (it) for await (const sm of it) out.push(`${sm.subject}:${sm.header?.get("KV-Operation") || sm.header?.get("Nats-Marker-Reason") || "PUT"}`);
+      return out.sort();
+    };
+    expect(await subjects()).toEqual(["$KV.presence.tomb_a.d:PURGE", "$KV.presence.tomb_b.d:PUT"]);
+    // tomb_b expires at 2 s (a MaxAge marker for 3 s); tomb_a's tombstone lives 3 s.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await subjects()).toEqual(["$KV.presence.tomb_a.d:PURGE", "$KV.presence.tomb_b.d:MaxAge"]);
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(await subjects()).toEqual([]);
+  });
+});

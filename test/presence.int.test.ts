@@ -1,0 +1,221 @@
+// Presence across several edges on one NATS, with a 2 s TTL: a silent device goes offline through
+// the KV expiry marker, a graceful disconnect at once; a user is online while any device is; only
+// contacts hear live and only contacts and co-members may ask; a kill -9'd edge's 100 users go
+// offline within the TTL and discovery stops returning that edge.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it, onTestFinished } from "vitest";
+import { REPO_ROOT } from "../config/index.ts";
+import { kvKeySubject, names, presenceDeviceKey } from "../streams/index.ts";
+import { useNats } from "./harness/nats.ts";
+import { freePorts, recordProcess } from "./harness/processes.ts";
+import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
+import { TestClient, type Frame } from "./support/ws-client.ts";
+
+const TTL_S = 2;
+const nats = useNats();
+const settings = (extra: Record<string, unknown> = {}) => ({
+  presence: { ttlSec: TTL_S, markerTtlSec: 30 },
+  discovery: { ttlSec: TTL_S },
+  ...extra,
+});
+// Two edges; only the first runs the workers (fan-out, persister, presence).
+const edges = [
+  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-0" } }))),
+  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-1" }, workers: { enabled: false } }))),
+];
+
+async function client(edge: number, user: string, device: string): Promise<TestClient> {
+  const e = edges[edge]!;
+  const c = await TestClient.connect(e.url, { token: await e.token(user), device });
+  onTestFinished(() => c.close());
+  return c;
+}
+
+type Entry = { user: string; online: boolean; lastSeen?: number; rev: number };
+/** Live presence entries a client received about `user` (frames without ref), in order. */
+const live = (c: TestClient, user: string): Entry[] =>
+  c.frames.filter((f) => f.type === "presence" && f.ref === undefined).flatMap((f) => (f.users as Entry[]).filter((e) => e.user === user));
+const waitLive = (c: TestClient, user: string, online: boolean, timeoutMs = 10_000): Promise<Frame> =>
+  c.waitFor((f) => f.type === "presence" && f.ref === undefined && (f.users as Entry[]).some((e) => e.user === user && e.online === online), timeoutMs);
+async function ask(c: TestClient, frame: Record<string, unknown>): Promise<Entry[]> {
+  const r = await c.request({ type: "presence", ...frame });
+  expect(r.type, JSON.stringify(r)).toBe("presence");
+  return r.users as Entry[];
+}
+
+describe("presence", () => {
+  it("a device that stops heartbeating is reported offline to a contact within TTL + 1 s, through the expiry marker", async () => {
+    const bob = await client(1, "bob", "laptop");
+    await bob.request({ type: "dm.open", peer: "alice" });
+    const sentAt = Date.now();
+    const alice = await client(0, "alice", "phone"); // its hello is its last frame: then silence
+    expect(alice.frames[0]).toMatchObject({ type: "welcome", heartbeatMs: Math.floor((TTL_S * 1000) / 3) });
+    await waitLive(bob, "alice", true);
+    const off = await waitLive(bob, "alice", false, (TTL_S + 3) * 1000);
+    const after = Date.now() - sentAt;
+    expect(after).toBeGreaterThanOrEqual((TTL_S * 1000) / 2);
+    expect(after).toBeLessThanOrEqual(TTL_S * 1000 + 1000);
+    // What ended it is the limit marker the server wrote when the key expired: no sweeper.
+    const last = await edges[0]!.node.jsm.direct.getMessage(names.kvStream(names.presenceBucket), {
+      last_by_subj: kvKeySubject(names.presenceBucket, presenceDeviceKey("alice", "phone")),
+    });
+    expect(last?.header.get("Nats-Marker-Reason")).toBe("MaxAge");
+    const [offEntry] = off.users as Entry[];
+    expect(offEntry!.lastSeen).toBeGreaterThanOrEqual(sentAt);
+    // The socket stayed open: its next heartbeat brings the device back, with a newer rev.
+    expect((await alice.request({ type: "ping" })).type).toBe("pong");
+    await waitLive(bob, "alice", true);
+    const revs = live(bob, "alice").map((e) => e.rev);
+    expect(revs).toEqual([...revs].sort((a, b) => a - b));
+    expect(new Set(revs).size).toBe(revs.length);
+  });
+
+  it("heartbeats keep a device online well past the TTL", async () => {
+    const dora = await client(0, "dora", "d");
+    const watcher = await client(1, "dwatch", "d");
+    await watcher.request({ type: "dm.open", peer: "dora" });
+    const until = Date.now() + TTL_S * 2500;
+    while (Date.now() < until) {
+      await dora.request({ type: "ping" });
+      await new Promise((r) => setTimeout(r, (TTL_S * 1000) / 3));
+    }
+    expect(await ask(watcher, { users: ["dora"] })).toEqual([expect.objectContaining({ user: "dora", online: true })]);
+    expect(live(watcher, "dora").some((e) => !e.online)).toBe(false);
+  });
+
+  it("one user with two devices: one leaves and the user stays online; both leave and it goes offline at once, with a last seen", async () => {
+    const dave = await client(0, "dave", "d");
+    await dave.request({ type: "dm.open", peer: "carol" });
+    const phone = await client(0, "carol", "phone");
+    const laptop = await client(1, "carol", "laptop");
+    await waitLive(dave, "carol", true);
+    await phone.close();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(live(dave, "carol").map((e) => e.online)).toEqual([true]);
+    expect(await ask(dave, { users: ["carol"] })).toEqual([expect.objectContaining({ user: "carol", online: true })]);
+    const leftAt = Date.now();
+    await laptop.close();
+    const off = await waitLive(dave, "carol", false, 2000);
+    expect(Date.now() - leftAt).toBeLessThan(1000); // graceful: at once, not after the TTL
+    const entry = (off.users as Entry[])[0]!;
+    expect(entry.lastSeen).toBeGreaterThanOrEqual(leftAt - 1000);
+    expect(entry.lastSeen).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(await ask(dave, { users: ["carol"] })).toEqual([entry]);
+  });
+
+  it("only contacts hear live and may ask by name; co-members are fetched by conversation, never pushed", async () => {
+    const erin = await client(0, "erin", "d");
+    const g = (await erin.request({ type: "group.create", name: "team", members: ["frank", "gina"] })).conv as { id: string };
+    const frank = await client(1, "frank", "d");
+    expect(await ask(erin, { users: ["frank", "nobody"] })).toEqual([]); // not contacts: left out
+    const members = await ask(erin, { conv: g.id });
+    expect(members.map((e) => [e.user, e.online]).sort()).toEqual([
+      ["frank", true],
+      ["gina", false],
+    ]);
+    expect(members.find((e) => e.user === "gina")).toEqual({ user: "gina", online: false, rev: 0 });
+    await frank.close();
+    await expect.poll(async () => (await ask(erin, { conv: g.id })).find((e) => e.user === "frank")?.online, { timeout: 5000 }).toBe(false);
+    expect(live(erin, "frank")).toEqual([]);
+    // Asking about a conversation one is not in, or in two ways at once, is refused.
+    const mallory = await client(1, "mallory", "d");
+    expect(await mallory.request({ type: "presence", conv: g.id })).toMatchObject({ type: "error", code: "NOT_MEMBER" });
+    expect(await mallory.request({ type: "presence", conv: g.id, users: ["erin"] })).toMatchObject({ type: "error", code: "BAD_FRAME" });
+    expect(await mallory.request({ type: "presence" })).toMatchObject({ type: "error", code: "BAD_FRAME" });
+    expect(await mallory.request({ type: "presence", users: ["a.b"] })).toMatchObject({ type: "error", code: "BAD_FRAME" });
+    // Once a 1:1 conversation exists, each side is the other's contact.
+    await mallory.request({ type: "dm.open", peer: "erin" });
+    expect(await ask(mallory, { users: ["erin"] })).toEqual([expect.objectContaining({ user: "erin", online: true })]);
+  });
+});
+
+describe("an edge killed with -9", () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "natter-presence-child-"));
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function startChildEdge(): Promise<{ proc: ChildProcess; url: string; exited: Promise<unknown> }> {
+    const [port] = await freePorts(1);
+    let out = "";
+    const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start"], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        NATTER_DATA_DIR: dataDir,
+        NATTER_NATS__SERVERS: nats.url,
+        NATTER_WORKERS__ENABLED: "false",
+        NATTER_EDGE__PORT: String(port),
+        NATTER_EDGE__ID: "doomed",
+        NATTER_AUTH__JWT_SECRET: TEST_SECRET,
+        NATTER_PRESENCE__TTL_SEC: String(TTL_S),
+        NATTER_DISCOVERY__TTL_SEC: String(TTL_S),
+        NATTER_LOG__LEVEL: "warn",
+        NATTER_LOG__PRETTY: "false",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    recordProcess(proc.pid!, "natter", "natter edge (presence test child)");
+    proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((resolve) => proc.once("exit", resolve));
+    const url = `http://127.0.0.1:${port}`;
+    await expect
+      .poll(
+        async () => {
+          if (proc.exitCode !== null) throw new Error(`the child edge exited (${proc.exitCode}):\n${out}`);
+          return (await fetch(`${url}/readyz`).catch(() => undefined))?.status;
+        },
+        { timeout: 45_000, interval: 200 },
+      )
+      .toBe(200);
+    return { proc, url, exited };
+  }
+
+  const discovered = async (): Promise<string[]> => {
+    const r = await fetch(`${edges[0]!.url}/discovery?limit=100`);
+    return ((await r.json()) as { edges: { id: string }[] }).edges.map((e) => e.id);
+  };
+
+  it("all 100 of its users go offline within the TTL, and discovery stops returning it", async () => {
+    const doomed = await startChildEdge();
+    const watcher = await client(0, "kwatch", "d");
+    const users = Array.from({ length: 100 }, (_, i) => `k${i}`);
+    for (const u of users) await watcher.request({ type: "dm.open", peer: u });
+    const sockets = await Promise.all(users.map(async (u) => TestClient.connect(doomed.url, { token: await edges[0]!.token(u), device: "d" })));
+    onTestFinished(() => Promise.all(sockets.map((s) => s.close())).then(() => undefined));
+    // Every device heartbeats (a ping every TTL/3), as clients do, until its edge dies.
+    const heartbeats = setInterval(() => {
+      for (const s of sockets) if (s.ws.readyState === s.ws.OPEN) s.sendRaw(JSON.stringify({ type: "ping" }));
+    }, (TTL_S * 1000) / 3);
+    onTestFinished(() => clearInterval(heartbeats));
+    await expect.poll(async () => (await ask(watcher, { users })).filter((e) => e.online).length, { timeout: 10_000 }).toBe(100);
+    await expect.poll(discovered, { timeout: 5000 }).toContain("doomed");
+    // Online for longer than the TTL: the heartbeats keep the keys alive.
+    await new Promise((r) => setTimeout(r, TTL_S * 1500));
+    expect((await ask(watcher, { users })).filter((e) => e.online)).toHaveLength(100);
+    expect(live(watcher, "k0").map((e) => e.online)).toEqual([true]);
+
+    const killedAt = Date.now();
+    doomed.proc.kill("SIGKILL");
+    await doomed.exited;
+    await expect
+      .poll(() => new Set(users.filter((u) => live(watcher, u).some((e) => !e.online))).size, { timeout: (TTL_S + 5) * 1000, interval: 50 })
+      .toBe(100);
+    const allOffline = Date.now() - killedAt;
+    // Each key's last write was before the kill, so it expires within the TTL of it; the slack is
+    // the server's expiry timer and the worker's handling.
+    expect(allOffline).toBeLessThanOrEqual(TTL_S * 1000 + 500);
+    expect((await ask(watcher, { users })).filter((e) => e.online)).toEqual([]);
+    await expect.poll(discovered, { timeout: (TTL_S + 3) * 1000, interval: 100 }).not.toContain("doomed");
+    expect(Date.now() - killedAt).toBeLessThanOrEqual(TTL_S * 1000 + 2000); // TTL + discovery's 1 s cache
+    console.log(`kill -9: 100 users offline after ${allOffline} ms; discovery dropped the edge after ${Date.now() - killedAt} ms (TTL ${TTL_S} s)`);
+  });
+});
