@@ -9,6 +9,7 @@ import {
   javaMajorVersion,
   obtain,
   ObtainError,
+  parseTargets,
   parseTools,
   pinOf,
   stampPath,
@@ -77,6 +78,17 @@ describe("parseTools", () => {
   test("an unknown name is an error naming the choices", () => {
     expect(() => parseTools(["nats-sever"])).toThrow(ObtainError);
     expect(() => parseTools(["nats-sever"])).toThrow(/nats-server, nats, minio, cassandra/);
+  });
+});
+
+describe("parseTargets", () => {
+  test("`all` and nothing include chromium (an apt package); naming it alone obtains nothing else", () => {
+    const every = { tools: ["nats-server", "nats", "minio", "cassandra"], system: ["chromium"] };
+    expect(parseTargets([])).toEqual(every);
+    expect(parseTargets(["all"])).toEqual(every);
+    expect(parseTargets(["chromium"])).toEqual({ tools: [], system: ["chromium"] });
+    expect(parseTargets(["nats-server"])).toEqual({ tools: ["nats-server"], system: [] });
+    expect(() => parseTargets(["chrome"])).toThrow(/cassandra, chromium/);
   });
 });
 

@@ -1,8 +1,9 @@
 // Obtains the pinned external servers natter runs and tests against into the cache folder
 // (config/tools.ts): nats-server, the nats CLI and MinIO with `go install`, Cassandra's jars
-// with Maven. Idempotent: a tool whose stamp matches its pin is left alone.
+// with Maven. Idempotent: a tool whose stamp matches its pin is left alone. Debian's Chromium
+// (for the browser tests) is a system package: installed with apt-get when it is missing.
 //
-//   tsx scripts/obtain.ts [all | nats-server | nats | minio | cassandra ...]
+//   tsx scripts/obtain.ts [all | nats-server | nats | minio | cassandra | chromium ...]
 //
 // Every build goes to a temporary folder beside its target and is renamed into place only
 // after it succeeded and was checked, so an interrupted run never leaves half a tool behind.
@@ -12,9 +13,12 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { binPath, cacheDir, cassandraLibDir, TOOLS, type ToolName } from "../config/tools.ts";
+import { binPath, cacheDir, cassandraLibDir, CHROMIUM, TOOLS, type ToolName } from "../config/tools.ts";
 
 export const ALL_TOOLS: readonly ToolName[] = ["nats-server", "nats", "minio", "cassandra"];
+/** System packages installed with apt-get rather than cached in .cache/. */
+export const SYSTEM_TOOLS = ["chromium"] as const;
+export type SystemTool = (typeof SYSTEM_TOOLS)[number];
 
 type GoTool = "nats-server" | "nats" | "minio";
 
@@ -372,12 +376,64 @@ export function parseTools(args: readonly string[]): ToolName[] {
   return ALL_TOOLS.filter((t) => picked.has(t));
 }
 
+/** Command-line words → pinned tools and system packages: none or `all` means every one of both. */
+export function parseTargets(args: readonly string[]): { tools: ToolName[]; system: SystemTool[] } {
+  const isSystem = (a: string): boolean => (SYSTEM_TOOLS as readonly string[]).includes(a);
+  const rest = args.filter((a) => !isSystem(a));
+  for (const arg of rest) {
+    if (arg !== "all" && !(ALL_TOOLS as readonly string[]).includes(arg)) {
+      throw new ObtainError(`unknown tool ${JSON.stringify(arg)}: expected all, ${[...ALL_TOOLS, ...SYSTEM_TOOLS].join(", ")}`);
+    }
+  }
+  const everything = args.length === 0 || args.includes("all");
+  return {
+    tools: rest.length === 0 && !everything ? [] : parseTools(rest),
+    system: SYSTEM_TOOLS.filter((t) => everything || args.includes(t)),
+  };
+}
+
+/**
+ * Debian's Chromium for the browser tests: nothing to do when /usr/bin/chromium exists; otherwise
+ * `apt-get update` and `apt-get install -y chromium`, which needs root (one clear error otherwise).
+ */
+export async function obtainChromium(opts: { log?: Log } = {}): Promise<"cached" | "obtained"> {
+  const log = opts.log ?? ((line: string) => console.log(`chromium: ${line}`));
+  const binary = CHROMIUM.binary;
+  if (await exists(binary, fsConstants.X_OK)) {
+    log(`cached (${binary})`);
+    return "cached";
+  }
+  const how = `install it with \`apt-get update && apt-get install -y ${CHROMIUM.aptPackage}\` (as root) and re-run \`npm run obtain chromium\``;
+  if (process.getuid?.() !== 0) {
+    throw new MissingPrerequisiteError(`chromium not found at ${binary}: the browser tests drive Debian's Chromium; ${how}`);
+  }
+  if ((await which("apt-get", ["--version"])) === undefined) {
+    throw new MissingPrerequisiteError(`chromium not found at ${binary} and apt-get is not on PATH: ${how}`);
+  }
+  log(`installing Debian's ${CHROMIUM.aptPackage} with apt-get (about 60 s)…`);
+  const started = performance.now();
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const update = await run("apt-get", ["update"], { env });
+  if (update.code !== 0) throw failure("apt-get update", update);
+  const install = await run("apt-get", ["install", "-y", CHROMIUM.aptPackage], { env });
+  if (install.code !== 0) throw failure(`apt-get install -y ${CHROMIUM.aptPackage}`, install);
+  const probe = await which(binary, ["--version"]);
+  if (probe === undefined || probe.code !== 0) {
+    throw new ObtainError(`apt-get installed ${CHROMIUM.aptPackage} but ${binary} --version did not run; ${how}`);
+  }
+  // Debian's wrapper script may print shell noise before the version line.
+  const version = probe.output.find((l) => /chromium \d/i.test(l)) ?? probe.output.join(" ");
+  log(`done in ${seconds(started)}: ${version.trim()} (${binary})`);
+  return "obtained";
+}
+
 /** The command line: obtains the named tools one after another. Returns the exit code. */
 export async function main(args: readonly string[]): Promise<number> {
   try {
-    const tools = parseTools(args);
+    const { tools, system } = parseTargets(args);
     await fs.mkdir(cacheDir(), { recursive: true });
     for (const tool of tools) await obtain(tool);
+    if (system.includes("chromium")) await obtainChromium();
     return 0;
   } catch (err) {
     if (err instanceof MissingPrerequisiteError || err instanceof ObtainError) console.error(`obtain: ${err.message}`);

@@ -1,0 +1,62 @@
+// Typed errors. Requests reject with a NatterError carrying the server's code and `temporary`
+// flag (docs/protocol.md, "Errors"); a few codes are the client's own (CLIENT_ERROR_CODES).
+
+/** Every code the server sends (core/errors.ts; a unit test keeps the two lists equal). */
+export const SERVER_ERROR_CODES = [
+  "BAD_JSON",
+  "BAD_FRAME",
+  "UNKNOWN_TYPE",
+  "FRAME_TOO_LARGE",
+  "TEXT_TOO_LARGE",
+  "INVALID_ID",
+  "BAD_CURSOR",
+  "UNAUTHENTICATED",
+  "NOT_HELLO",
+  "ALREADY_HELLO",
+  "UNSUPPORTED_VERSION",
+  "FORBIDDEN",
+  "NOT_MEMBER",
+  "ORIGIN_NOT_ALLOWED",
+  "CONVERSATION_NOT_FOUND",
+  "SELF_CONVERSATION",
+  "GROUP_FULL",
+  "NOT_A_GROUP",
+  "CONFLICT",
+  "BLOB_NOT_FOUND",
+  "BAD_BLOB",
+  "RATE_LIMITED",
+  "UNAVAILABLE",
+  "TIMEOUT",
+  "INTERNAL",
+  "CONFIG_INVALID",
+  "TOOL_MISSING",
+] as const;
+
+/**
+ * The client's own codes: DISCONNECTED — the connection dropped while a request (not a send:
+ * sends are resent) was in flight, retry it; CLOSED — `close()` was called or the connection
+ * ended for good; CONNECTION_REFUSED — the server closed the socket with a code that forbids
+ * reconnecting (bad handshake, origin, protocol version, frame too large).
+ */
+export const CLIENT_ERROR_CODES = ["DISCONNECTED", "CLOSED", "CONNECTION_REFUSED"] as const;
+
+export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
+export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
+/** Known codes; a newer server may send others, which arrive unchanged. */
+export type ErrorCode = ServerErrorCode | ClientErrorCode | (string & {});
+
+export class NatterError extends Error {
+  override name = "NatterError";
+  readonly code: ErrorCode;
+  /** True when the same request may succeed later (retry with backoff; sends keep their cid). */
+  readonly temporary: boolean;
+  /** The WebSocket close code, for errors that ended a connection. */
+  readonly closeCode: number | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { temporary: boolean; closeCode?: number; cause?: unknown }) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.temporary = opts.temporary;
+    this.closeCode = opts.closeCode;
+  }
+}

@@ -1,0 +1,159 @@
+// The SDK's pieces without a server: backoff, URLs, ids, cursor stores, that its copies of the
+// server's error codes and close codes match core/errors.ts, that it ignores frames it does not
+// know (so new server events are not a breaking change), and that the page's bundle is current.
+import { WebSocket as NodeWebSocket } from "ws";
+import { describe, expect, it } from "vitest";
+import { CLOSE, ERRORS } from "../../core/errors.ts";
+import { ID_PATTERN } from "../../core/ids.ts";
+import { pageBundleIsCurrent } from "../../scripts/build-client.ts";
+import {
+  backoffDelay,
+  CLOSE_CODES,
+  closeAction,
+  LocalStorageCursorStore,
+  NatterClient,
+  newClientId,
+  SERVER_ERROR_CODES,
+  toWebSocketUrl,
+  type ChatMessage,
+  type NatterError,
+  type StorageLike,
+  type WebSocketConstructor,
+} from "../src/index.js";
+
+describe("backoff", () => {
+  it("waits between half and all of min(max, initial·2^n), never more than max", () => {
+    for (const r of [0, 0.5, 0.999]) {
+      for (let n = 0; n < 12; n++) {
+        const base = Math.min(30_000, 250 * 2 ** n);
+        const d = backoffDelay(n, {}, () => r);
+        expect(d).toBeGreaterThanOrEqual(base / 2 - 1);
+        expect(d).toBeLessThanOrEqual(base);
+      }
+    }
+    expect(backoffDelay(50, { initialMs: 10, maxMs: 1000 }, () => 1)).toBe(1000);
+  });
+});
+
+describe("helpers", () => {
+  it("turns an edge's http URL into its WebSocket URL", () => {
+    expect(toWebSocketUrl("http://127.0.0.1:8080")).toBe("ws://127.0.0.1:8080/ws");
+    expect(toWebSocketUrl("https://chat.example/")).toBe("wss://chat.example/ws");
+    expect(toWebSocketUrl("ws://h:1/custom")).toBe("ws://h:1/custom");
+    expect(() => toWebSocketUrl("ftp://h")).toThrow(/not an http/);
+  });
+
+  it("makes client ids the server accepts, all different", () => {
+    const ids = Array.from({ length: 1000 }, () => newClientId());
+    for (const id of ids) expect(id).toMatch(ID_PATTERN);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("keeps cursors in a Storage under a prefix and ignores garbage", () => {
+    const map = new Map<string, string>();
+    const storage: StorageLike = { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => void map.set(k, v), removeItem: (k) => void map.delete(k) };
+    const store = new LocalStorageCursorStore({ storage });
+    expect(store.get("alice/d")).toBeUndefined();
+    store.set("alice/d", 42);
+    expect(map.get("natter.cursor.alice/d")).toBe("42");
+    expect(store.get("alice/d")).toBe(42);
+    map.set("natter.cursor.alice/d", "yesterday");
+    expect(store.get("alice/d")).toBeUndefined();
+    store.delete("alice/d");
+    expect(map.size).toBe(0);
+  });
+
+  it("takes the browser's WebSocket and the ws package's alike (a compile-time check)", () => {
+    const fits: WebSocketConstructor[] = [NodeWebSocket, globalThis.WebSocket];
+    expect(fits).toHaveLength(2);
+  });
+});
+
+describe("agreement with the server", () => {
+  it("knows every error code of core/errors.ts", () => {
+    expect([...SERVER_ERROR_CODES].sort()).toEqual(Object.keys(ERRORS).sort());
+  });
+
+  it.each(Object.entries(CLOSE))("treats close %s as the server means it", (name, c) => {
+    expect(CLOSE_CODES[name as keyof typeof CLOSE_CODES]).toBe(c.code);
+    const expected = name === "UNAUTHORIZED" ? "refresh-token" : c.reconnect ? "reconnect" : "stop";
+    expect(closeAction(c.code)).toBe(expected);
+  });
+
+  it("edge/public/natter-client.js is what client/src gives (else: npm run build:client, and commit it)", async () => {
+    expect(await pageBundleIsCurrent()).toBe(true);
+  });
+});
+
+/** A socket the test plays the server on. */
+class FakeSocket {
+  static last: FakeSocket | undefined;
+  readyState = 0;
+  sent: Record<string, unknown>[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onclose: ((ev: { code: number }) => void) | null = null;
+  onerror: (() => void) | null = null;
+  readonly url: string;
+  constructor(url: string) {
+    this.url = url;
+    FakeSocket.last = this;
+    queueMicrotask(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    });
+  }
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+  serverSends(frame: Record<string, unknown>): void {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  serverCloses(code: number): void {
+    this.readyState = 3;
+    this.onclose?.({ code });
+  }
+}
+
+async function connected(): Promise<{ client: NatterClient; socket: FakeSocket; messages: ChatMessage[] }> {
+  const client = new NatterClient({ url: "http://edge.test", user: "u", device: "d", token: "t", WebSocket: FakeSocket, pingIntervalMs: 0 });
+  const messages: ChatMessage[] = [];
+  client.on("message", (m) => messages.push(m));
+  const done = client.connect();
+  await new Promise((r) => setTimeout(r, 0));
+  const socket = FakeSocket.last!;
+  expect(socket.url).toBe("ws://edge.test/ws");
+  expect(socket.sent[0]).toEqual({ type: "hello", v: 1, token: "t", device: "d" });
+  socket.serverSends({ type: "welcome", v: 1, user: "u", device: "d", cursor: 10 });
+  await done;
+  return { client, socket, messages };
+}
+
+describe("frames", () => {
+  it("ignores frame types it does not know (receipts, typing… from a newer server) and items it already emitted", async () => {
+    const { client, socket, messages } = await connected();
+    const msg = { type: "msg", conv: "c", id: 1, from: "v", device: "x", cid: "a", text: "hi", ts: 1 };
+    socket.serverSends({ type: "receipt", conv: "c", user: "v", upTo: 1 });
+    socket.serverSends({ type: "typing", conv: "c", user: "v" });
+    socket.serverSends({ ...msg, cursor: 11 });
+    socket.serverSends({ ...msg, cursor: 11 });
+    socket.serverSends({ ...msg, cursor: 9 });
+    expect(messages.map((m) => m.cursor)).toEqual([11]);
+    expect(client.cursor).toBe(11);
+    expect(client.state).toBe("open");
+    client.close();
+  });
+
+  it("stops on a close that forbids reconnecting, with the error frame's code", async () => {
+    const { client, socket } = await connected();
+    const pending = client.history("c");
+    socket.serverSends({ type: "error", code: "UNSUPPORTED_VERSION", message: "v2 only", temporary: false });
+    socket.serverCloses(4426);
+    await expect(pending).rejects.toMatchObject({ code: "UNSUPPORTED_VERSION", temporary: false, closeCode: 4426 });
+    expect(client.state).toBe("closed");
+    await expect(client.connect()).rejects.toMatchObject({ code: "CLOSED" } satisfies Partial<NatterError>);
+  });
+});

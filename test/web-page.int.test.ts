@@ -1,0 +1,147 @@
+// The web chat page in real headless Chromium (Debian's, driven by playwright-core): two browser
+// contexts are two users. They chat both ways; one goes offline (a TCP proxy between its browser
+// and the edge cuts every connection), writes while offline, comes back without reloading, and
+// sees what it missed; then it reloads, opens a group and scrolls its history backwards.
+// Screenshots go to test-output/. The page speaks to natter only through the client SDK.
+import { existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { WebSocket } from "ws";
+import { MemoryCursorStore, NatterClient } from "../client/src/index.js";
+import { CHROMIUM, REPO_ROOT } from "../config/tools.ts";
+import { useNats } from "./harness/nats.ts";
+import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
+import { startTcpProxy } from "./support/tcp-proxy.ts";
+
+const OUTPUT = path.join(REPO_ROOT, "test-output");
+/** FACTS.md, "Browser tests"; playwright adds --headless and a fresh --user-data-dir itself. */
+const CHROMIUM_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+const nats = useNats();
+const node = useNode(() => testConfig(nats.url, { auth: { jwtSecret: TEST_SECRET, devTokens: true } }));
+
+let browser: Browser | undefined;
+const pageErrors: string[] = [];
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM.binary)) {
+    throw new Error(`Chromium is not installed (${CHROMIUM.binary} is missing): run \`npx tsx scripts/obtain.ts chromium\` (apt-get install -y chromium, as root)`);
+  }
+  browser = await chromium.launch({ executablePath: CHROMIUM.binary, headless: true, args: CHROMIUM_FLAGS });
+  mkdirSync(OUTPUT, { recursive: true });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+async function context(): Promise<BrowserContext> {
+  const ctx = await browser!.newContext({ viewport: { width: 900, height: 560 } });
+  onTestFinished(() => ctx.close());
+  return ctx;
+}
+
+async function signIn(ctx: BrowserContext, baseUrl: string, user: string): Promise<Page> {
+  const page = await ctx.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
+  await page.goto(`${baseUrl}/`);
+  await page.fill("#user", user);
+  await page.click("#login button");
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: 15_000 });
+  return page;
+}
+
+/** The texts of the open conversation's stored messages, in order. */
+function texts(page: Page): Promise<string[]> {
+  return page.$$eval("#log .msg[data-id] .text", (els) => els.map((e) => e.textContent ?? ""));
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+}
+
+describe("the web chat page in Chromium", () => {
+  it("two users chat both ways; one goes offline, writes, comes back and sees what it missed", async () => {
+    const bobsNetwork = await startTcpProxy(node.url);
+    onTestFinished(() => bobsNetwork.close());
+    const alice = await signIn(await context(), node.url, "alice");
+    const bob = await signIn(await context(), bobsNetwork.url, "bob");
+
+    await alice.fill("#peer", "bob");
+    await alice.click("#open-dm button");
+    await expect.poll(() => alice.textContent("#title")).toBe("bob");
+    await send(alice, "hi bob");
+    await expect.poll(() => texts(alice)).toEqual(["hi bob"]);
+
+    // Bob learns of the conversation from natter and opens it.
+    await bob.locator("#convs li", { hasText: "alice" }).click();
+    await expect.poll(() => texts(bob), { timeout: 10_000 }).toEqual(["hi bob"]);
+    await send(bob, "hi alice");
+    await expect.poll(() => texts(alice), { timeout: 10_000 }).toEqual(["hi bob", "hi alice"]);
+
+    // Bob goes offline. Alice writes; so does bob, whose send waits for the network.
+    bobsNetwork.cut();
+    await bob.locator('#status[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
+    const missed = ["are you there?", "I'll wait", "still here"];
+    for (const t of missed) await send(alice, t);
+    await expect.poll(() => texts(alice)).toEqual(["hi bob", "hi alice", ...missed]);
+    await send(bob, "written offline");
+    await bob.locator("#log .msg.pending", { hasText: "written offline" }).waitFor();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await texts(bob)).toEqual(["hi bob", "hi alice"]);
+
+    // Back online: no reload; bob catches up in order and his queued message goes out once.
+    bobsNetwork.restore();
+    await bob.locator('#status[data-state="open"]').waitFor({ timeout: 15_000 });
+    const all = ["hi bob", "hi alice", ...missed, "written offline"];
+    await expect.poll(() => texts(bob), { timeout: 15_000 }).toEqual(all);
+    await expect.poll(() => texts(alice), { timeout: 15_000 }).toEqual(all);
+    expect(await bob.locator("#log .msg.pending").count()).toBe(0);
+    await alice.screenshot({ path: path.join(OUTPUT, "web-page-alice.png") });
+    await bob.screenshot({ path: path.join(OUTPUT, "web-page-bob.png") });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("a group opened from the page: a member reloads, finds it, and scrolls its history backwards", async () => {
+    const carolCtx = await context();
+    const carol = await signIn(carolCtx, node.url, "carol");
+    const dave = await signIn(await context(), node.url, "dave");
+    await carol.fill("#group-name", "book club");
+    await carol.fill("#group-members", "dave, erin");
+    await carol.click("#new-group button");
+    await expect.poll(() => carol.textContent("#title")).toBe("book club");
+    await dave.locator("#convs li", { hasText: "book club" }).waitFor({ timeout: 10_000 });
+
+    // 70 messages from carol's phone (the SDK in Node): more than two pages of history.
+    const phone = new NatterClient({ url: node.url, user: "carol", device: "phone", token: () => node.token("carol"), WebSocket, cursorStore: new MemoryCursorStore(), sendWindow: 8 });
+    onTestFinished(() => phone.close());
+    const groupId = await carol.$eval("#convs li.active", (li) => (li as HTMLElement).dataset.conv ?? "");
+    const lines = Array.from({ length: 70 }, (_, i) => `line ${String(i).padStart(2, "0")}`);
+    await Promise.all(lines.map((t) => phone.send(groupId, t)));
+    await expect.poll(() => texts(carol), { timeout: 15_000 }).toEqual(lines);
+
+    // Carol reloads: the page remembers her conversations; the newest page of history shows.
+    await carol.reload();
+    await carol.fill("#user", "carol");
+    await carol.click("#login button");
+    await carol.locator("#convs li", { hasText: "book club" }).click();
+    await expect.poll(() => texts(carol), { timeout: 10_000 }).toEqual(lines.slice(-30));
+    // Scrolling to the top loads the pages before, until the beginning.
+    for (let page = 0; page < 5 && (await carol.locator("#log .note", { hasText: "beginning" }).count()) === 0; page++) {
+      await carol.$eval("#log", (log) => log.scrollTo(0, 0));
+      await expect.poll(() => texts(carol).then((t) => t.length)).toBeGreaterThan(Math.min(70, 30 * (page + 1)));
+    }
+    expect(await texts(carol)).toEqual(lines);
+    await carol.$eval("#log", (log) => log.scrollTo(0, 0));
+    await carol.screenshot({ path: path.join(OUTPUT, "web-page-history.png") });
+    expect(pageErrors).toEqual([]);
+  });
+});
