@@ -13,6 +13,8 @@ export interface LiveItem {
   /** Sequence of this user's previous inbox item (0 for the first). */
   prev: number;
   data: Uint8Array;
+  /** The device frame, encoded by the first session that delivers it and reused by the others. */
+  frame?: string;
 }
 
 type Listener = (item: LiveItem) => void;
@@ -62,7 +64,7 @@ export class UserFeeds {
             this.#log.warn({ userId, subject: msg.subject }, "delivery without sequence headers; ignored");
             return;
           }
-          const item = { seq, prev, data: msg.data };
+          const item: LiveItem = { seq, prev, data: msg.data };
           for (const l of listeners) l(item);
         },
       });

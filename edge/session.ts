@@ -65,6 +65,20 @@ class TokenBucket {
   }
 }
 
+/** The frame a device receives for an inbox item. */
+export function inboxFrame(seq: number, e: InboxEntry): ServerFrame {
+  switch (e.type) {
+    case "msg":
+      return { type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts };
+    case "members":
+      return { type: "members", cursor: seq, conv: e.conv, id: e.id, action: e.action, user: e.user, by: e.by, members: e.members, name: e.name, owner: e.owner, ts: e.ts };
+    default: {
+      const never: never = e;
+      throw new NatterError("INTERNAL", `unknown inbox entry ${JSON.stringify(never)}`);
+    }
+  }
+}
+
 export class DeviceSession {
   readonly #ws: WebSocket;
   readonly #s: SessionServices;
@@ -116,13 +130,17 @@ export class DeviceSession {
   }
 
   #send(frame: ServerFrame): boolean {
+    return this.#sendText(JSON.stringify(frame));
+  }
+
+  #sendText(text: string): boolean {
     if (this.#state === "closed") return false;
     if (this.#ws.bufferedAmount > this.#s.edge.maxBufferedBytes) {
       this.#log.info({ user: this.#user, device: this.#device, buffered: this.#ws.bufferedAmount }, "slow consumer closed");
       this.close("SLOW_CONSUMER");
       return false;
     }
-    this.#ws.send(JSON.stringify(frame));
+    this.#ws.send(text);
     return true;
   }
 
@@ -231,15 +249,19 @@ export class DeviceSession {
     );
     await feeds.flush();
     const bounds = await inboxBounds(jsm, topology, this.#user);
-    if (cursor !== undefined && cursor > bounds.lastSeq) {
-      throw new NatterError("BAD_CURSOR", `cursor ${cursor} is ahead of the inbox (${bounds.lastSeq})`);
+    // The newest position a device of this user can hold: its newest item, or just before the
+    // stream's oldest retained item when that is later (a position no expiry can invalidate).
+    const head = Math.max(bounds.lastSeq, bounds.firstSeq - 1);
+    if (cursor !== undefined && cursor > head) {
+      throw new NatterError("BAD_CURSOR", `cursor ${cursor} was never issued to this user (inbox head ${head})`);
     }
     if (cursor === undefined) {
-      this.#last = bounds.lastSeq;
+      this.#last = head;
       this.#welcome(this.#last);
-    } else if (bounds.lastSeq > 0 && cursor < bounds.firstSeq - 1) {
-      // Items after the cursor may have expired: never replay partially.
-      this.#last = bounds.lastSeq;
+    } else if (cursor < bounds.firstSeq - 1) {
+      // Items after the cursor may have expired: never replay partially; the device reloads its
+      // conversations from history.
+      this.#last = head;
       this.#welcome(cursor);
       this.#send({ type: "reset", cursor: this.#last, reason: "cursor is older than the inbox retention; reload conversations from history" });
     } else {
@@ -282,11 +304,14 @@ export class DeviceSession {
 
   #deliver(seq: number, e: InboxEntry): void {
     if (seq <= this.#last) return;
-    const frame: ServerFrame =
-      e.type === "msg"
-        ? { type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts }
-        : { type: "members", cursor: seq, conv: e.conv, id: e.id, action: e.action, user: e.user, by: e.by, members: e.members, name: e.name, owner: e.owner, ts: e.ts };
-    if (this.#send(frame)) this.#last = seq;
+    if (this.#sendText(JSON.stringify(inboxFrame(seq, e)))) this.#last = seq;
+  }
+
+  /** A live item is encoded once for all devices of its user on this edge (the frame is the same). */
+  #deliverLive(item: LiveItem): void {
+    if (item.seq <= this.#last) return;
+    item.frame ??= JSON.stringify(inboxFrame(item.seq, parseInboxEntry(item.data)));
+    if (this.#sendText(item.frame)) this.#last = item.seq;
   }
 
   #conv(ref: string | undefined, c: Conversation): void {
@@ -302,7 +327,7 @@ export class DeviceSession {
         if (item.seq <= this.#last) continue;
         if (item.prev > this.#last) await this.#replay(item.seq - 1);
         if (this.#state !== "live") return;
-        this.#deliver(item.seq, parseInboxEntry(item.data));
+        this.#deliverLive(item);
       }
     } catch (err) {
       this.#log.warn({ err }, "delivery failed; closing so the device resumes from its cursor");

@@ -2,7 +2,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { InboxEntrySchema, decodeJson, type InboxEntry } from "./messages.ts";
-import { inboxStreamOf, inboxSubject, type Topology } from "./subjects.ts";
+import { inboxShard, inboxStreamOf, inboxSubject, names, type Topology } from "./subjects.ts";
 
 export interface InboxItem {
   /** Inbox stream sequence: the device cursor after this item. */
@@ -11,19 +11,35 @@ export interface InboxItem {
 }
 
 export interface InboxBounds {
-  /** First sequence still held by the user's inbox stream (older ones expired). */
+  /** Oldest sequence the user's inbox stream still holds (older ones expired); 0 when empty. */
   firstSeq: number;
-  /** Last sequence stored in the stream (any user of the shard). */
+  /** Sequence of the user's newest inbox item; 0 when the user has none. */
   lastSeq: number;
 }
 
+function notFound(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error)?.message));
+}
+
+/**
+ * Two direct gets (served by any replica, no stream info call per connecting device): the user's
+ * newest item, and the stream's oldest retained message.
+ */
 export async function inboxBounds(jsm: JetStreamManager, t: Topology, userId: string): Promise<InboxBounds> {
-  try {
-    const info = await jsm.streams.info(inboxStreamOf(t, userId));
-    return { firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
-  } catch (err) {
-    throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
-  }
+  const stream = inboxStreamOf(t, userId);
+  const get = async (q: Parameters<JetStreamManager["direct"]["getMessage"]>[1]) => {
+    try {
+      return (await jsm.direct.getMessage(stream, q))?.seq ?? 0;
+    } catch (err) {
+      if (notFound(err)) return 0;
+      throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
+    }
+  };
+  const [lastSeq, firstSeq] = await Promise.all([
+    get({ last_by_subj: inboxSubject(t, userId) }),
+    get({ seq: 1, next_by_subj: names.inboxStreamSubjects(inboxShard(t, userId)) }),
+  ]);
+  return { firstSeq, lastSeq };
 }
 
 export function parseInboxEntry(data: Uint8Array): InboxEntry {
