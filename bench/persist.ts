@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     }
     const nats = await startNats();
     cleanups.push(() => nats.stop());
-    const nc = await connect({ servers: nats.url });
+    const nc = await connect({ servers: nats.url, noAsyncTraces: true });
     cleanups.push(() => nc.drain());
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
