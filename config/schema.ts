@@ -69,7 +69,7 @@ export const StreamsSchema = z.strictObject({
   /** How long a client message id is deduplicated by JetStream (seconds). */
   duplicateWindowSec: int(10, 7 * DAY_S).default(600),
   /** How long conversation streams keep messages; the store keeps them beyond. */
-  conversationMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
+  conversationMaxAgeSec: int(1, 365 * DAY_S).default(7 * DAY_S),
   /** How long device inboxes are kept; a cursor older than this gets a reset. */
   inboxMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
   /** How long a worker may hold a message unacked before JetStream redelivers it (seconds). */
@@ -179,9 +179,28 @@ export const S3BlobsSchema = z.strictObject({
   secretKey: z.string().min(1),
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
   region: z.string().default("us-east-1"),
+  /** Base URL clients reach the S3 server at, for presigned GETs (e.g. https://media.example.com); defaults to the endpoint above. */
+  publicUrl: z.url().optional(),
 });
 
 export const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsSchema]);
+
+export const ImagesSchema = z.strictObject({
+  /** Largest image file accepted by POST /images (bytes). */
+  maxBytes: int(1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Largest decoded image (width × height × frames), checked from the header before decoding: refuses decompression bombs. */
+  maxPixels: int(1, 1_000_000_000).default(50_000_000),
+  /** Images one message may carry. */
+  maxPerMessage: int(1, 100).default(10),
+  /** Longest side of a thumbnail (pixels). */
+  thumbSize: int(16, 2048).default(320),
+  /** Uploads not attached to a message within this time are removed by the workers (seconds). */
+  orphanAfterSec: int(1, 30 * DAY_S).default(DAY_S),
+  /** How long a presigned GET URL of an image is valid (seconds; S3 blobs only). */
+  urlTtlSec: int(1, 7 * DAY_S).default(300),
+  /** Uploads decoded at once per edge; up to 8× this many more are read or wait, beyond that RATE_LIMITED. */
+  maxConcurrent: int(1, 64).default(2),
+});
 
 export const WorkersSchema = z.strictObject({
   /** Run the fan-out and persister workers in this process. */
@@ -191,6 +210,39 @@ export const WorkersSchema = z.strictObject({
   httpPort: int(0, 65535).default(9090),
   /** Concurrent store writes of the persister. */
   persistConcurrency: int(1, 4096).default(256),
+});
+
+export const PushSchema = z.strictObject({
+  /** Push notifications to recipients with no online device: the workers queue and send them, edges take push.register. */
+  enabled: bool().default(true),
+  /** What a notification says: "preview" (the sender and the start of the text) or "generic" ("New message", nothing more). */
+  content: z.enum(["preview", "generic"]).default("preview"),
+  /** Characters of a message's text in a preview; longer text is cut and ends with "…". */
+  previewChars: int(1, 200).default(100),
+  /** Push subscriptions one user may register (all devices together). */
+  maxSubscriptionsPerUser: int(1, 100).default(10),
+  /** Hosts (exact names or IP literals) exempt from the target rules (https only, public addresses only): for development and tests, e.g. 127.0.0.1. */
+  allowHosts: list().default([]),
+  /** Attempts to send one push before it is dead-lettered. */
+  maxAttempts: int(1, 100).default(8),
+  /** Delay before the first retry (ms); it doubles per attempt, up to retryMaxMs. */
+  retryBaseMs: int(10, 3_600_000).default(1000),
+  retryMaxMs: int(10, 3_600_000).default(300_000),
+  /** Time limit of one request to a push service or webhook (ms). */
+  timeoutMs: int(100, 60_000).default(10_000),
+  /** A push not sent within this time after its message is dropped; also the Web Push TTL (seconds). */
+  maxAgeSec: int(60, 7 * DAY_S).default(DAY_S),
+  /** Pushes sent at once by one worker process. */
+  concurrency: int(1, 1024).default(64),
+  vapid: z
+    .strictObject({
+      /** VAPID key pair (URL-safe base64, as `web-push generate-vapid-keys` prints); set both, and the same on every node. Unset: `natter start` keeps a pair in <dataDir>/vapid.json. */
+      publicKey: z.string().optional(),
+      privateKey: z.string().optional(),
+      /** Contact for push services: a mailto: or https: URL. */
+      subject: z.string().regex(/^(mailto:|https:\/\/)/).default("mailto:natter@localhost"),
+    })
+    .prefault({}),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -203,9 +255,11 @@ export const ConfigSchema = z.strictObject({
   edge: EdgeSchema.prefault({}),
   store: StoreSchema.prefault({ kind: "sqlite" }),
   blobs: BlobsSchema.prefault({ kind: "fs" }),
+  images: ImagesSchema.prefault({}),
   workers: WorkersSchema.prefault({}),
   presence: PresenceSchema.prefault({}),
   discovery: DiscoverySchema.prefault({}),
+  push: PushSchema.prefault({}),
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -219,3 +273,5 @@ export type AuthConfig = Config["auth"];
 export type NatsConfig = Config["nats"];
 export type PresenceConfig = Config["presence"];
 export type DiscoveryConfig = Config["discovery"];
+export type PushConfig = Config["push"];
+export type ImagesConfig = Config["images"];

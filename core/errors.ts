@@ -25,9 +25,22 @@ export const ERRORS = {
   GROUP_FULL: { status: 409, temporary: false, message: "the group has the maximum number of members" },
   NOT_A_GROUP: { status: 400, temporary: false, message: "members can be changed in groups only" },
   CONFLICT: { status: 409, temporary: true, message: "the conversation changed concurrently; retry" },
+  RECEIPT_AHEAD: { status: 400, temporary: false, message: "a receipt cannot pass the conversation's last event" },
   // Blobs
   BLOB_NOT_FOUND: { status: 404, temporary: false, message: "blob not found" },
   BAD_BLOB: { status: 400, temporary: false, message: "blob content type or size is not valid" },
+  // Images
+  IMAGE_TYPE_REFUSED: { status: 415, temporary: false, message: "only JPEG, PNG, WebP and GIF images are accepted" },
+  IMAGE_TYPE_MISMATCH: { status: 415, temporary: false, message: "the image's bytes are not of its declared content type" },
+  IMAGE_TOO_LARGE: { status: 413, temporary: false, message: "the image file exceeds the maximum size" },
+  IMAGE_DIMENSIONS: { status: 413, temporary: false, message: "the image decodes to more pixels than allowed" },
+  IMAGE_CORRUPT: { status: 422, temporary: false, message: "the image cannot be decoded" },
+  IMAGE_NOT_FOUND: { status: 404, temporary: false, message: "image not found" },
+  TOO_MANY_IMAGES: { status: 400, temporary: false, message: "too many images in one message" },
+  // Push notifications
+  PUSH_TARGET_REFUSED: { status: 400, temporary: false, message: "the push endpoint or webhook URL is not allowed" },
+  PUSH_SUBSCRIPTIONS_FULL: { status: 409, temporary: false, message: "the user has the maximum number of push subscriptions" },
+  PUSH_DISABLED: { status: 404, temporary: false, message: "push notifications are not enabled on this server" },
   // Limits
   RATE_LIMITED: { status: 429, temporary: true, message: "too many requests" },
   // Infrastructure

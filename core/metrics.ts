@@ -9,6 +9,10 @@ export interface Metrics {
   deadLetters: Counter<"worker">;
   fanoutCopies: Counter<never>;
   fanoutFailures: Counter<never>;
+  pushQueued: Counter<never>;
+  pushSent: Counter<"kind">;
+  pushFailed: Counter<"kind" | "reason">;
+  pushRemoved: Counter<"kind">;
 }
 
 export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
@@ -32,6 +36,15 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     deadLetters: new Counter({ name: "natter_dead_letters_total", help: "Messages moved to the DEAD stream", labelNames: ["worker"], registers: [registry] }),
     fanoutCopies: new Counter({ name: "natter_fanout_copies_total", help: "Inbox copies stored by the fan-out", registers: [registry] }),
     fanoutFailures: new Counter({ name: "natter_fanout_failures_total", help: "Fan-out attempts that failed and will be retried", registers: [registry] }),
+    pushQueued: new Counter({ name: "natter_push_requests_total", help: "Push requests queued for recipients with no online device", registers: [registry] }),
+    pushSent: new Counter({ name: "natter_push_sent_total", help: "Pushes a push service or webhook accepted (kind: webpush, webhook)", labelNames: ["kind"], registers: [registry] }),
+    pushFailed: new Counter({
+      name: "natter_push_failed_total",
+      help: "Push attempts that failed (reason: retry = will be retried, rejected = refused for good, blocked = target not allowed, dead = given up and dead-lettered)",
+      labelNames: ["kind", "reason"],
+      registers: [registry],
+    }),
+    pushRemoved: new Counter({ name: "natter_push_subscriptions_removed_total", help: "Subscriptions removed because the push service or webhook reported them gone (404, 410)", labelNames: ["kind"], registers: [registry] }),
   };
 }
 

@@ -2,6 +2,7 @@
 // Client frames are validated here; ids are checked before they can reach a subject.
 import { z } from "zod";
 import { ID_PATTERN } from "../core/ids.ts";
+import type { ImageRef } from "../streams/index.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -22,7 +23,30 @@ export type HelloFrame = z.infer<typeof HelloFrame>;
 export const ClientFrame = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("ping"), ref }),
   z.strictObject({ type: z.literal("dm.open"), ref, peer: id }),
-  z.strictObject({ type: z.literal("send"), ref, conv: id, cid: id, text: z.string() }),
+  // Push subscriptions (docs/protocol.md#push-notifications); targets are checked on the server.
+  z.discriminatedUnion("kind", [
+    z.strictObject({
+      type: z.literal("push.register"),
+      ref,
+      kind: z.literal("webpush"),
+      /** The browser's PushSubscription: `{ kind: "webpush", ...subscription.toJSON() }`. */
+      endpoint: z.string().min(1).max(8192),
+      keys: z.strictObject({ p256dh: z.string().max(256), auth: z.string().max(256) }),
+      expirationTime: z.number().nullable().optional(),
+    }),
+    z.strictObject({ type: z.literal("push.register"), ref, kind: z.literal("webhook"), url: z.string().min(1).max(8192) }),
+  ]),
+  z.strictObject({ type: z.literal("push.remove"), ref, id }),
+  z.strictObject({
+    type: z.literal("send"),
+    ref,
+    conv: id,
+    cid: id,
+    /** May be empty when the message carries images. */
+    text: z.string().default(""),
+    /** Ids of the sender's own uploads (POST /images), at most images.maxPerMessage (TOO_MANY_IMAGES). */
+    images: z.array(z.string().max(64)).max(100).optional(),
+  }),
   z.strictObject({
     type: z.literal("group.create"),
     ref,
@@ -43,6 +67,18 @@ export const ClientFrame = z.discriminatedUnion("type", [
     conv: id.optional(),
   }),
   z.strictObject({
+    type: z.literal("receipt"),
+    ref,
+    conv: id,
+    /** Every event up to this id reached one of your devices. */
+    delivered: z.number().int().positive().optional(),
+    /** Every event up to this id was read on one of your devices (implies delivered). */
+    read: z.number().int().positive().optional(),
+  }),
+  z.strictObject({ type: z.literal("receipts"), ref, conv: id }),
+  z.strictObject({ type: z.literal("convs"), ref }),
+  z.strictObject({ type: z.literal("typing"), ref, conv: id }),
+  z.strictObject({
     type: z.literal("history"),
     ref,
     conv: id,
@@ -52,7 +88,29 @@ export const ClientFrame = z.discriminatedUnion("type", [
   }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
-export const CLIENT_FRAME_TYPES = ["hello", "ping", "dm.open", "send", "history", "group.create", "group.add", "group.remove", "group.leave", "members", "presence"] as const;
+export const CLIENT_FRAME_TYPES = [
+  "hello",
+  "ping",
+  "dm.open",
+  "send",
+  "history",
+  "group.create",
+  "group.add",
+  "group.remove",
+  "group.leave",
+  "members",
+  "presence",
+  "push.register",
+  "push.remove",
+  "receipt",
+  "receipts",
+  "convs",
+  "typing",
+] as const;
+
+/** A device may send one `typing` per conversation this often; recipients show it for TYPING_TTL_MS. */
+export const TYPING_INTERVAL_MS = 2000;
+export const TYPING_TTL_MS = 5000;
 
 /** A conversation as clients see it. */
 export interface ConvView {
@@ -70,7 +128,7 @@ export type ServerFrame =
   | { type: "pong"; ref?: string | undefined }
   | { type: "conv"; ref?: string | undefined; conv: ConvView }
   | { type: "ack"; ref?: string | undefined; conv: string; cid: string; id: number; dup: boolean }
-  | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number }
+  | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number; images?: ImageRef[] | undefined }
   | {
       type: "members";
       cursor: number;
@@ -84,9 +142,36 @@ export type ServerFrame =
       owner?: string | undefined;
       ts: number;
     }
+  | {
+      type: "receipt";
+      /** Set on inbox items (store it as for `msg`); absent on the reply to a `receipt` frame. */
+      cursor?: number | undefined;
+      ref?: string | undefined;
+      conv: string;
+      /** The receipt event's own id (0 in a reply whose state is older than the stream's retention). */
+      id: number;
+      user: string;
+      device?: string | undefined;
+      delivered: number;
+      read: number;
+      ts?: number | undefined;
+    }
+  | { type: "receipts"; ref?: string | undefined; conv: string; receipts: { user: string; delivered: number; read: number }[] }
+  | { type: "convs"; ref?: string | undefined; convs: ConvSummaryView[] }
+  | { type: "typing"; ref?: string | undefined; conv: string; user: string; ttlMs: number }
   | { type: "history"; ref?: string | undefined; conv: string; messages: HistoryMessage[] }
   | { type: "presence"; ref?: string | undefined; users: PresenceView[] }
+  | { type: "push.registered"; ref?: string | undefined; id: string; kind: "webpush" | "webhook"; secret?: string | undefined }
+  | { type: "push.removed"; ref?: string | undefined; id: string; removed: boolean }
   | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
+
+/** A conversation in the `convs` reply. */
+export interface ConvSummaryView extends ConvView {
+  last?: { id: number; from: string; text: string; ts: number } | undefined;
+  delivered: number;
+  read: number;
+  unread: number;
+}
 
 /** A user's presence as clients see it; `rev` orders the frames about one user (drop an older one). */
 export interface PresenceView {
@@ -107,6 +192,8 @@ export interface HistoryMessage {
   cid: string;
   text: string;
   ts: number;
+  /** The images a message carries (absent when none). */
+  images?: ImageRef[] | undefined;
 }
 
 /** Where the edge reads history from (the store; the edge never sees which one). */

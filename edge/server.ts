@@ -9,11 +9,14 @@ import type { EdgeConfig } from "../config/index.ts";
 import { CLOSE, NatterError, asNatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { rankEdges, type EdgeRegistration, type EdgeRegistry } from "../presence/index.ts";
-import type { ConversationDirectory, Topology } from "../streams/index.ts";
+import type { ConversationDirectory, Receipts, Topology } from "../streams/index.ts";
+import type { ImageService } from "../media/index.ts";
 import { mintToken, type TokenSettings } from "./auth.ts";
+import { registerImageRoutes } from "./images.ts";
 import { UserFeeds } from "./feeds.ts";
 import type { HistoryReader } from "./protocol.ts";
-import { DeviceSession, type SessionPresence } from "./session.ts";
+import { DeviceSession, type SessionPresence, type SessionPush } from "./session.ts";
+import { TypingFeeds } from "./typing.ts";
 
 export interface ReadinessCheck {
   ok: boolean;
@@ -30,6 +33,8 @@ export interface EdgeDeps {
   config: EdgeConfig;
   tokens: TokenSettings;
   history: HistoryReader;
+  /** Receipts, unread counts and the conversation list (`receipt`, `receipts`, `convs`). */
+  receipts: Receipts;
   /** Serve POST /dev/token. */
   devTokens: boolean;
   log: Logger;
@@ -38,6 +43,10 @@ export interface EdgeDeps {
   presence?: SessionPresence | undefined;
   /** Service discovery: this edge registers itself in the edges bucket and serves GET /discovery. */
   discovery?: { registry: EdgeRegistry; results: number } | undefined;
+  /** Push subscriptions: `push.register`/`push.remove` frames and GET /push/vapid-public-key (absent: push is off). */
+  push?: SessionPush | undefined;
+  /** Images: POST /images, GET /images/<id>/<variant>, and images in sends (absent: not served). */
+  images?: ImageService | undefined;
 }
 
 export interface Edge {
@@ -69,6 +78,7 @@ const SDK_BUNDLE = new URL("./public/natter-client.js", import.meta.url);
 export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   const { config, log } = deps;
   const feeds = new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined });
+  const typing = new TypingFeeds(deps.nc, deps.topology, log);
   let draining = false;
   let id = config.id ?? "";
   let registration: EdgeRegistration | undefined;
@@ -113,6 +123,13 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     return reply.type("text/javascript; charset=utf-8").header("cache-control", "no-cache").send(sdk);
   });
 
+  if (deps.images) await registerImageRoutes(app, { images: deps.images, tokens: deps.tokens });
+
+  app.get("/push/vapid-public-key", async () => {
+    if (!deps.push) throw new NatterError("PUSH_DISABLED");
+    return { publicKey: deps.push.vapidPublicKey };
+  });
+
   app.get<{ Querystring: { region?: string; limit?: string } }>("/discovery", async (req) => {
     if (!deps.discovery) throw new NatterError("UNAVAILABLE", "discovery is not enabled on this edge");
     const { registry, results } = deps.discovery;
@@ -145,6 +162,10 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       tokens: deps.tokens,
       history: deps.history,
       presence: deps.presence,
+      push: deps.push,
+      images: deps.images,
+      receipts: deps.receipts,
+      typing,
       log,
     });
     sessions.add(session);

@@ -17,12 +17,37 @@ import {
   type Conversation,
   type ConversationDirectory,
   type InboxEntry,
+  type Receipts,
   type Topology,
 } from "../streams/index.ts";
 import type { DeviceHandle, DevicePresence } from "../presence/index.ts";
+import type { ImageService } from "../media/index.ts";
+import type { ImageRef } from "../streams/messages.ts";
 import { verifyToken, type TokenSettings } from "./auth.ts";
 import type { LiveItem, UserFeeds } from "./feeds.ts";
-import { CLIENT_FRAME_TYPES, ClientFrame, HelloFrame, PROTOCOL_VERSION, type HistoryReader, type PresenceView, type ServerFrame } from "./protocol.ts";
+import {
+  CLIENT_FRAME_TYPES,
+  ClientFrame,
+  HelloFrame,
+  PROTOCOL_VERSION,
+  TYPING_INTERVAL_MS,
+  TYPING_TTL_MS,
+  type HistoryReader,
+  type PresenceView,
+  type ServerFrame,
+} from "./protocol.ts";
+import type { TypingFeeds } from "./typing.ts";
+
+/** A push subscription a device registers (the `push.register` frame without type and ref). */
+export type PushTarget = { kind: "webpush"; endpoint: string; keys: { p256dh: string; auth: string } } | { kind: "webhook"; url: string };
+
+/** Push subscriptions as a session uses them (absent when push.enabled is false). */
+export interface SessionPush {
+  /** The VAPID public key browsers subscribe with (GET /push/vapid-public-key). */
+  vapidPublicKey: string;
+  register(user: string, device: string, target: PushTarget): Promise<{ id: string; kind: PushTarget["kind"]; secret?: string | undefined }>;
+  remove(user: string, id: string): Promise<boolean>;
+}
 
 /** Presence as a session uses it (absent when presence.enabled is false). */
 export interface SessionPresence {
@@ -42,6 +67,13 @@ export interface SessionServices {
   tokens: TokenSettings;
   history: HistoryReader;
   presence?: SessionPresence | undefined;
+  /** Push subscriptions (`push.register`, `push.remove`); absent when push is off. */
+  push?: SessionPush | undefined;
+  /** Images attached to sends (absent: sends with images are refused). */
+  images?: ImageService | undefined;
+  /** Receipts, unread counts and the conversation list. */
+  receipts: Receipts;
+  typing: TypingFeeds;
   log: Logger;
 }
 
@@ -69,9 +101,11 @@ class TokenBucket {
 export function inboxFrame(seq: number, e: InboxEntry): ServerFrame {
   switch (e.type) {
     case "msg":
-      return { type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts };
+      return { type: "msg", cursor: seq, conv: e.conv, id: e.id, from: e.from, device: e.device, cid: e.cid, text: e.text, ts: e.ts, images: e.images };
     case "members":
       return { type: "members", cursor: seq, conv: e.conv, id: e.id, action: e.action, user: e.user, by: e.by, members: e.members, name: e.name, owner: e.owner, ts: e.ts };
+    case "receipt":
+      return { type: "receipt", cursor: seq, conv: e.conv, id: e.id, user: e.user, device: e.device, delivered: e.delivered, read: e.read, ts: e.ts };
     default: {
       const never: never = e;
       throw new NatterError("INTERNAL", `unknown inbox entry ${JSON.stringify(never)}`);
@@ -91,6 +125,9 @@ export class DeviceSession {
   #pumping = false;
   #detach: (() => void) | undefined;
   #presence: DeviceHandle | undefined;
+  #detachTyping: (() => void) | undefined;
+  /** When this device last sent a typing signal, per conversation. */
+  readonly #typingAt = new Map<string, number>();
   readonly #helloTimer: NodeJS.Timeout;
   readonly #sends: TokenBucket;
   readonly #badFrames: TokenBucket;
@@ -124,6 +161,8 @@ export class DeviceSession {
     clearTimeout(this.#helloTimer);
     this.#detach?.();
     this.#detach = undefined;
+    this.#detachTyping?.();
+    this.#detachTyping = undefined;
     this.#presence?.release(reconnecting ? "keep" : "leave");
     this.#presence = undefined;
     this.#pending = [];
@@ -135,13 +174,37 @@ export class DeviceSession {
 
   #sendText(text: string): boolean {
     if (this.#state === "closed") return false;
-    if (this.#ws.bufferedAmount > this.#s.edge.maxBufferedBytes) {
-      this.#log.info({ user: this.#user, device: this.#device, buffered: this.#ws.bufferedAmount }, "slow consumer closed");
+    // What this turn of the event loop wrote is held back by the cork, not by a slow reader.
+    const buffered = this.#ws.bufferedAmount - this.#corkedBytes;
+    if (buffered > this.#s.edge.maxBufferedBytes) {
+      this.#log.info({ user: this.#user, device: this.#device, buffered }, "slow consumer closed");
       this.close("SLOW_CONSUMER");
       return false;
     }
+    this.#cork();
+    this.#corkedBytes += Buffer.byteLength(text);
     this.#ws.send(text);
     return true;
+  }
+
+  #corked = false;
+  #corkedBytes = 0;
+
+  /**
+   * Frames sent in the same turn of the event loop leave in one write: under load a NATS read
+   * delivers many items at once, and one syscall per frame was the edge's largest cost.
+   */
+  #cork(): void {
+    if (this.#corked) return;
+    const socket = (this.#ws as unknown as { _socket?: { cork(): void; uncork(): void; destroyed?: boolean } })._socket;
+    if (!socket) return;
+    this.#corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      this.#corkedBytes = 0;
+      if (!socket.destroyed) socket.uncork();
+    });
   }
 
   #sendError(err: unknown, ref?: string): void {
@@ -227,6 +290,10 @@ export class DeviceSession {
     this.#user = user;
     this.#device = hello.device;
     this.#log = this.#s.log.child({ user, device: hello.device });
+    // Typing signals are ephemeral: only those arriving while the device is live are sent.
+    this.#detachTyping = this.#s.typing.attach(user, (t) => {
+      if (this.#state === "live") this.#send({ type: "typing", conv: t.conv, user: t.user, ttlMs: t.ttlMs });
+    });
     try {
       await this.#start(hello.cursor);
     } catch (err) {
@@ -360,12 +427,20 @@ export class DeviceSession {
         }
         if (!this.#sends.take()) throw new NatterError("RATE_LIMITED", "too many sends; retry later with the same cid");
         await this.#s.directory.requireMember(f.conv, this.#user);
+        // Attached (recorded as shared in this conversation) before the message exists: no
+        // recipient ever sees an image it may not fetch.
+        let images: ImageRef[] | undefined;
+        if (f.images !== undefined && f.images.length > 0) {
+          if (!this.#s.images) throw new NatterError("BAD_FRAME", "images: this edge does not take images");
+          images = await this.#s.images.attach(this.#user, f.conv, f.images);
+        }
         const r = await publishMessage(this.#s.js, this.#s.topology, {
           conv: f.conv,
           from: this.#user,
           device: this.#device,
           cid: f.cid,
           text: f.text,
+          images,
         });
         this.#send({ type: "ack", ref: f.ref, conv: f.conv, cid: f.cid, id: r.id, dup: r.duplicate });
         return;
@@ -384,6 +459,59 @@ export class DeviceSession {
         }
         const users = this.#s.presence ? await this.#s.presence.lookup(ask) : [];
         this.#send({ type: "presence", ref: f.ref, users });
+        return;
+      }
+      case "receipt": {
+        if (f.read === undefined && f.delivered === undefined) throw new NatterError("BAD_FRAME", "receipt: give read, delivered or both");
+        // A receipt is a stored event fanned out to every member: it counts as a send.
+        if (!this.#sends.take()) throw new NatterError("RATE_LIMITED", "too many receipts; retry later");
+        const r = await this.#s.receipts.mark({ conv: f.conv, user: this.#user, device: this.#device, read: f.read, delivered: f.delivered });
+        this.#send({ type: "receipt", ref: f.ref, conv: r.conv, id: r.id, user: r.user, delivered: r.delivered, read: r.read });
+        return;
+      }
+      case "receipts": {
+        const receipts = await this.#s.receipts.ofMembers(f.conv, this.#user);
+        this.#send({ type: "receipts", ref: f.ref, conv: f.conv, receipts });
+        return;
+      }
+      case "convs": {
+        const convs = await this.#s.receipts.conversations(this.#user);
+        this.#send({ type: "convs", ref: f.ref, convs });
+        return;
+      }
+      case "typing": {
+        const now = Date.now();
+        const last = this.#typingAt.get(f.conv);
+        if (last !== undefined && now - last < TYPING_INTERVAL_MS) {
+          throw new NatterError("RATE_LIMITED", `one typing signal per conversation every ${TYPING_INTERVAL_MS} ms`);
+        }
+        if (this.#typingAt.size >= 64) for (const [c, at] of this.#typingAt) if (now - at >= TYPING_INTERVAL_MS) this.#typingAt.delete(c);
+        this.#typingAt.set(f.conv, now); // before the await: a second frame meanwhile is limited too
+        let conv: Conversation;
+        try {
+          conv = await this.#s.directory.requireMember(f.conv, this.#user);
+        } catch (err) {
+          if (this.#typingAt.get(f.conv) === now) this.#typingAt.delete(f.conv);
+          throw err;
+        }
+        const others = conv.members.filter((m) => m !== this.#user);
+        this.#s.typing.publish(others, { conv: f.conv, user: this.#user, ttlMs: TYPING_TTL_MS });
+        this.#send({ type: "typing", ref: f.ref, conv: f.conv, user: this.#user, ttlMs: TYPING_TTL_MS });
+        return;
+      }
+      case "push.register": {
+        if (!this.#s.push) throw new NatterError("PUSH_DISABLED");
+        // A stored write: it counts as a send.
+        if (!this.#sends.take()) throw new NatterError("RATE_LIMITED", "too many requests; retry later");
+        const target: PushTarget = f.kind === "webpush" ? { kind: "webpush", endpoint: f.endpoint, keys: f.keys } : { kind: "webhook", url: f.url };
+        const r = await this.#s.push.register(this.#user, this.#device, target);
+        this.#send({ type: "push.registered", ref: f.ref, id: r.id, kind: r.kind, ...(r.secret !== undefined ? { secret: r.secret } : {}) });
+        return;
+      }
+      case "push.remove": {
+        if (!this.#s.push) throw new NatterError("PUSH_DISABLED");
+        const removed = await this.#s.push.remove(this.#user, f.id);
+        this.#send({ type: "push.removed", ref: f.ref, id: f.id, removed });
         return;
       }
       case "history": {

@@ -24,6 +24,12 @@ export interface BlobStore {
   stat(key: string): Promise<BlobInfo | null>;
   /** Removes the blob; removing a missing blob is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * A URL that GETs the blob without credentials for `expiresSec` (S3: a presigned GET), or null
+   * when this store cannot make one (the caller streams the blob itself, after its own checks).
+   * Says nothing about whether the blob exists.
+   */
+  signedUrl(key: string, expiresSec: number): Promise<string | null>;
   /** Throws when the store cannot serve requests. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,4 +1,5 @@
 import { silentLogger } from "../core/logger.ts";
+import { imageIndexConformance } from "../test/conformance/image-index.ts";
 import { messageStoreConformance } from "../test/conformance/message-store.ts";
 import { useKeyspace } from "../test/harness/cassandra.ts";
 import { loadConfig } from "../config/index.ts";
@@ -28,6 +29,11 @@ describe("cassandra migrations", () => {
 });
 
 messageStoreConformance("Cassandra", async () => {
+  await migrateCassandra(storeConfig(), silentLogger());
+  return CassandraMessageStore.open(storeConfig());
+});
+
+imageIndexConformance("Cassandra", async () => {
   await migrateCassandra(storeConfig(), silentLogger());
   return CassandraMessageStore.open(storeConfig());
 });

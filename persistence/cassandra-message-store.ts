@@ -5,12 +5,16 @@ import cassandra from "cassandra-driver";
 import type { CassandraStoreConfig } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
+import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
 import { MIGRATIONS, bucketOf, createKeyspaceCql } from "./cassandra-schema.ts";
-import { MAX_HISTORY_LIMIT, type HistoryQuery, type MessageStore, type StoredMessage } from "./message-store.ts";
+import { MAX_IMAGE_SHARES, type ImageIndex, type SharedImage } from "./image-index.ts";
+import { MAX_HISTORY_LIMIT, parseImages, type HistoryQuery, type MessageStore, type StoredMessage } from "./message-store.ts";
 
 
 const INSERT_MESSAGE =
-  "INSERT INTO messages (conv_id, bucket, msg_id, kind, sender, device, client_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+  "INSERT INTO messages (conv_id, bucket, msg_id, kind, sender, device, client_id, body, created_at, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_SHARE = "INSERT INTO image_shares (image_id, conv_id, owner, image) VALUES (?, ?, ?, ?)";
+const SELECT_SHARES = "SELECT owner, image, conv_id FROM image_shares WHERE image_id = ? LIMIT ?";
 const INSERT_BUCKET = "INSERT INTO message_buckets (conv_id, bucket) VALUES (?, ?)";
 const SELECT_BUCKETS = "SELECT bucket FROM message_buckets WHERE conv_id = ?";
 const SELECT_NEWEST = "SELECT * FROM messages WHERE conv_id = ? AND bucket = ? LIMIT ?";
@@ -84,7 +88,7 @@ interface Options {
 /** (conversation, bucket) index rows this process already wrote; losing one only costs a rewrite. */
 const KNOWN_BUCKETS_MAX = 200_000;
 
-export class CassandraMessageStore implements MessageStore {
+export class CassandraMessageStore implements MessageStore, ImageIndex {
   readonly #client: cassandra.Client;
   readonly #concurrency: number;
   readonly #knownBuckets = new Set<string>();
@@ -118,7 +122,18 @@ export class CassandraMessageStore implements MessageStore {
       }
       queries.push({
         query: INSERT_MESSAGE,
-        params: [m.conv, bucket, cassandra.types.Long.fromNumber(m.id), m.kind, m.from, m.device, m.cid, m.text, new Date(m.ts)],
+        params: [
+          m.conv,
+          bucket,
+          cassandra.types.Long.fromNumber(m.id),
+          m.kind,
+          m.from,
+          m.device,
+          m.cid,
+          m.text,
+          new Date(m.ts),
+          m.images !== undefined && m.images.length > 0 ? JSON.stringify(m.images) : null,
+        ],
       });
     }
     try {
@@ -156,6 +171,30 @@ export class CassandraMessageStore implements MessageStore {
     }
   }
 
+  async shareImage(owner: string, image: ImageRef, conv: string): Promise<void> {
+    try {
+      await this.#client.execute(INSERT_SHARE, [image.id, conv, owner, JSON.stringify(image)]);
+    } catch (err) {
+      throw unavailable("image share write", err);
+    }
+  }
+
+  async sharedImage(id: string): Promise<SharedImage | null> {
+    let rows: cassandra.types.Row[];
+    try {
+      rows = (await this.#client.execute(SELECT_SHARES, [id, MAX_IMAGE_SHARES])).rows;
+    } catch (err) {
+      throw unavailable("image share read", err);
+    }
+    const first = rows[0];
+    if (first === undefined) return null;
+    return {
+      owner: first.get("owner") as string,
+      image: ImageRefSchema.parse(JSON.parse(first.get("image") as string)),
+      convs: rows.map((r) => r.get("conv_id") as string),
+    };
+  }
+
   async ping(): Promise<void> {
     try {
       await this.#client.execute("SELECT release_version FROM system.local");
@@ -179,5 +218,11 @@ function rowToMessage(r: cassandra.types.Row): StoredMessage {
     cid: r.get("client_id") as string,
     text: r.get("body") as string,
     ts: (r.get("created_at") as Date).getTime(),
+    ...imagesOf(r),
   };
+}
+
+function imagesOf(r: cassandra.types.Row): { images?: ImageRef[] } {
+  const images = parseImages((r.get("images") as string | null | undefined) ?? null);
+  return images ? { images } : {};
 }

@@ -43,6 +43,20 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "membership changes stored beside messages (kind)",
     statements: ["ALTER TABLE messages ADD kind text"],
   },
+  {
+    version: 3,
+    description: "images: the images a message carries (JSON); which conversations each image was shared in",
+    statements: [
+      "ALTER TABLE messages ADD images text",
+      `CREATE TABLE IF NOT EXISTS image_shares (
+         image_id text,
+         conv_id text,
+         owner text static,
+         image text static,
+         PRIMARY KEY ((image_id), conv_id)
+       )`,
+    ],
+  },
 ];
 
 export function createKeyspaceCql(cfg: CassandraStoreConfig): string {

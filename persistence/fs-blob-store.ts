@@ -153,6 +153,11 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  async signedUrl(key: string, _expiresSec: number): Promise<string | null> {
+    checkBlobKey(key);
+    return null; // no server of its own: the edge streams the blob
+  }
+
   async ping(): Promise<void> {
     try {
       await fs.access(this.#objects, fs.constants.R_OK | fs.constants.W_OK);

@@ -5,11 +5,13 @@ import type { Logger } from "../core/logger.ts";
 import { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
 import type { BlobStore } from "./blob-store.ts";
 import { FsBlobStore } from "./fs-blob-store.ts";
+import type { ImageIndex } from "./image-index.ts";
 import type { MessageStore } from "./message-store.ts";
 import { S3BlobStore } from "./s3-blob-store.ts";
 import { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 
 export type { MessageStore, StoredMessage, HistoryQuery } from "./message-store.ts";
+export { MAX_IMAGE_SHARES, type ImageIndex, type SharedImage } from "./image-index.ts";
 export { MAX_HISTORY_LIMIT } from "./message-store.ts";
 export { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 export { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
@@ -20,8 +22,11 @@ export { BLOB_KEY_MAX_LENGTH, BLOB_KEY_MAX_SEGMENT, checkBlobKey } from "./blob-
 export { FsBlobStore } from "./fs-blob-store.ts";
 export { S3BlobStore, type S3BlobsConfig, type S3BlobStoreOptions } from "./s3-blob-store.ts";
 
+/** Both stores keep messages and the image index, on one connection. */
+export type Store = MessageStore & ImageIndex;
+
 /** The one place a store implementation is chosen. */
-export async function openMessageStore(cfg: Config, log: Logger): Promise<MessageStore> {
+export async function openMessageStore(cfg: Config, log: Logger): Promise<Store> {
   const store = cfg.store;
   switch (store.kind) {
     case "sqlite":

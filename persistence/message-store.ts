@@ -1,5 +1,6 @@
 // The message store: where every conversation message lives for as long as the product keeps
 // it. JetStream holds the recent log; the store holds everything.
+import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
 
 export interface StoredMessage {
   conv: string;
@@ -14,6 +15,8 @@ export interface StoredMessage {
   text: string;
   /** Accept time, ms since epoch. */
   ts: number;
+  /** The images a message carries (absent when none). */
+  images?: ImageRef[] | undefined;
 }
 
 export interface HistoryQuery {
@@ -34,3 +37,14 @@ export interface MessageStore {
 }
 
 export const MAX_HISTORY_LIMIT = 100;
+
+/** A stored images column (JSON written by a store); an unreadable one is left out, never fatal. */
+export function parseImages(json: string | null): ImageRef[] | undefined {
+  if (json === null || json === "") return undefined;
+  try {
+    const parsed = ImageRefSchema.array().safeParse(JSON.parse(json));
+    return parsed.success && parsed.data.length > 0 ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

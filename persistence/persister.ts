@@ -88,6 +88,10 @@ export class Persister {
     const good: JsMsg[] = [];
     for (const m of batch) {
       const row = toRow(m);
+      if (row === NOT_STORED) {
+        m.ack();
+        continue;
+      }
       if (row) {
         rows.push(row);
         good.push(m);
@@ -174,12 +178,19 @@ function backoff(attempt: number): number {
   return Math.min(30_000, 500 * 2 ** Math.min(Math.max(attempt - 1, 0), 6));
 }
 
-function toRow(m: JsMsg): StoredMessage | undefined {
+/**
+ * Receipts are not written to the store: they are state, not history (history never returns them),
+ * and their durable copy is the user-convs index the fan-out keeps (streams/conversation-index.ts).
+ */
+const NOT_STORED = Symbol("not stored");
+
+function toRow(m: JsMsg): StoredMessage | typeof NOT_STORED | undefined {
   const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
   if (!parsed.success) return undefined;
   const p = parsed.data;
+  if (p.type === "receipt") return NOT_STORED;
   return p.type === "msg"
-    ? { conv: p.conv, id: m.seq, kind: "msg", from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts }
+    ? { conv: p.conv, id: m.seq, kind: "msg", from: p.from, device: p.device, cid: p.cid, text: p.text, ts: p.ts, ...(p.images ? { images: p.images } : {}) }
     : {
         conv: p.conv,
         id: m.seq,

@@ -38,13 +38,19 @@ function isMissing(err: unknown): boolean {
   return code === "NoSuchKey" || code === "NotFound";
 }
 
+/** Presigned URLs are valid for at most 7 days (S3's limit for SigV4). */
+const MAX_PRESIGN_SEC = 7 * 24 * 3600;
+
 export class S3BlobStore implements BlobStore {
   readonly #client: Client;
+  /** Signs URLs for the host clients reach (blobs.publicUrl); signing makes no request. */
+  readonly #presigner: Client;
   readonly #bucket: string;
   readonly #partSize: number;
 
-  private constructor(client: Client, bucket: string, partSize: number) {
+  private constructor(client: Client, presigner: Client, bucket: string, partSize: number) {
     this.#client = client;
+    this.#presigner = presigner;
     this.#bucket = bucket;
     this.#partSize = partSize;
   }
@@ -76,7 +82,20 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       throw unavailable(`opening bucket ${cfg.bucket}`, err);
     }
-    return new S3BlobStore(client, cfg.bucket, partSize);
+    let presigner = client;
+    if (cfg.publicUrl !== undefined) {
+      const pub = new URL(cfg.publicUrl);
+      const useSSL = pub.protocol === "https:";
+      presigner = new Client({
+        endPoint: pub.hostname,
+        port: pub.port === "" ? (useSSL ? 443 : 80) : Number(pub.port),
+        useSSL,
+        accessKey: cfg.accessKey,
+        secretKey: cfg.secretKey,
+        region: cfg.region,
+      });
+    }
+    return new S3BlobStore(client, presigner, cfg.bucket, partSize);
   }
 
   async put(key: string, data: Buffer | Readable, meta: BlobMeta): Promise<void> {
@@ -167,6 +186,18 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       if (isMissing(err)) return;
       throw unavailable("delete", err);
+    }
+  }
+
+  async signedUrl(key: string, expiresSec: number): Promise<string> {
+    checkBlobKey(key);
+    if (!Number.isSafeInteger(expiresSec) || expiresSec < 1 || expiresSec > MAX_PRESIGN_SEC) {
+      throw new NatterError("BAD_BLOB", `a signed URL lasts 1..${MAX_PRESIGN_SEC} seconds`);
+    }
+    try {
+      return await this.#presigner.presignedGetObject(this.#bucket, key, expiresSec);
+    } catch (err) {
+      throw unavailable("presign", err);
     }
   }
 

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { imageIndexConformance } from "../test/conformance/image-index.ts";
 import { messageStoreConformance } from "../test/conformance/message-store.ts";
 import { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 
@@ -9,6 +10,7 @@ const dir = mkdtempSync(path.join(os.tmpdir(), "natter-sqlite-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 messageStoreConformance("embedded (SQLite)", async () => new EmbeddedMessageStore(path.join(dir, "conformance.sqlite")));
+imageIndexConformance("embedded (SQLite)", async () => new EmbeddedMessageStore(path.join(dir, "images.sqlite")));
 
 describe("EmbeddedMessageStore", () => {
   it("keeps messages across a reopen of the same file", async () => {

@@ -8,7 +8,7 @@ import { streamEvents, type StreamEvent, type Topology } from "../streams/index.
 function toHistory(conv: string, e: StreamEvent): HistoryMessage {
   const ev = e.event;
   return ev.type === "msg"
-    ? { conv, id: e.id, kind: "msg", from: ev.from, device: ev.device, cid: ev.cid, text: ev.text, ts: ev.ts }
+    ? { conv, id: e.id, kind: "msg", from: ev.from, device: ev.device, cid: ev.cid, text: ev.text, ts: ev.ts, ...(ev.images ? { images: ev.images } : {}) }
     : {
         conv,
         id: e.id,
@@ -21,6 +21,9 @@ function toHistory(conv: string, e: StreamEvent): HistoryMessage {
       };
 }
 
+const CHUNK = 500;
+const MAX_ROUNDS = 40;
+
 export function historyReader(store: MessageStore, jsm: JetStreamManager, topology: Topology): HistoryReader {
   return async (conv, q) => {
     const page = await store.history(conv, q);
@@ -28,7 +31,16 @@ export function historyReader(store: MessageStore, jsm: JetStreamManager, topolo
     const newestStored = page[0]?.id ?? 0;
     // Only the range above the store's newest event of this page can be missing from it.
     if (newestStored + 1 >= before) return page;
-    const recent = await streamEvents(jsm, topology, conv, newestStored, before, q.limit * 4);
+    // Read forward from the store's newest to `before`, keeping the newest `limit` events. The
+    // persister's lag bounds how far that is; past MAX_ROUNDS chunks the page is the newest read.
+    let recent: StreamEvent[] = [];
+    let after = newestStored;
+    for (let round = 0; round < MAX_ROUNDS && after + 1 < before; round++) {
+      const chunk = await streamEvents(jsm, topology, conv, after, before, CHUNK);
+      recent = [...recent, ...chunk.events].slice(-q.limit);
+      if (chunk.frontier >= before - 1) break;
+      after = chunk.frontier;
+    }
     if (recent.length === 0) return page;
     const byId = new Map<number, HistoryMessage>(page.map((m) => [m.id, m]));
     for (const e of recent) if (!byId.has(e.id)) byId.set(e.id, toHistory(conv, e));

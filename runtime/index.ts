@@ -10,7 +10,8 @@ import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import { createMetrics, scrapedGauge } from "../core/metrics.ts";
 import { createEdge, type Edge, type ReadinessCheck, type TokenSettings } from "../edge/index.ts";
-import { openBlobStore, openMessageStore, Persister, type BlobStore, type MessageStore } from "../persistence/index.ts";
+import { ensureImageBuckets, ImageService, imageStreams, OrphanSweeper } from "../media/index.ts";
+import { openBlobStore, openMessageStore, Persister, type BlobStore, type Store } from "../persistence/index.ts";
 import {
   DevicePresence,
   EdgeRegistry,
@@ -23,14 +24,18 @@ import {
 } from "../presence/index.ts";
 import {
   ConversationDirectory,
+  ConversationIndex,
   ensureTopology,
   expectedStreams,
   FanoutWorker,
   names,
+  Receipts,
   topologyOf,
 } from "../streams/index.ts";
 import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
+import { ensurePushTopology, pushStreams } from "../push/index.ts";
 import { historyReader } from "./history.ts";
+import { startPush, type PushNode } from "./push.ts";
 import { startWorkersHttp } from "./workers-http.ts";
 
 export interface NatterNode {
@@ -42,8 +47,11 @@ export interface NatterNode {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  store: MessageStore;
+  /** Messages and the image index. */
+  store: Store;
   blobs: BlobStore;
+  /** Uploads, attaching and fetching images (absent without an edge). */
+  images: ImageService | undefined;
   /** Absent when edge.enabled is false (a workers-only process). */
   edge: Edge | undefined;
   tokens: TokenSettings;
@@ -142,6 +150,8 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     const jsm = await jetstreamManager(nc);
     await ensureTopology(jsm, cfg.streams);
     await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
+    if (cfg.push.enabled) await ensurePushTopology(jsm, cfg.streams, cfg.push);
+    await ensureImageBuckets(jsm, cfg.streams);
     const topology = topologyOf(cfg.streams);
 
     const store = await openMessageStore(cfg, log);
@@ -150,11 +160,12 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     cleanups.push(() => blobs.close());
 
     const directory = new ConversationDirectory(js, jsm, topology);
+    const conversationIndex = new ConversationIndex(js, jsm);
     const presence = new NatsKvPresence({ js, jsm, ttlSec: cfg.presence.ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: log.child({ component: "presence" }) });
 
     const metrics = createMetrics();
     if (cfg.workers.enabled) {
-      const fanout = new FanoutWorker({ js, directory, topology, metrics, log: log.child({ component: "fanout" }) });
+      const fanout = new FanoutWorker({ js, nc, directory, index: conversationIndex, topology, metrics, log: log.child({ component: "fanout" }) });
       await fanout.start();
       cleanups.push(() => fanout.stop());
       const persister = new Persister({
@@ -172,14 +183,27 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         const out: { labels: Record<string, string>; value: number }[] = [];
         for (let shard = 0; shard < cfg.streams.conversationShards; shard++) {
           const stream = names.conversationStream(shard);
-          for (const consumer of [names.fanoutConsumer, names.persisterConsumer]) {
+          for (const consumer of [names.fanoutConsumer, names.persisterConsumer, ...(cfg.push.enabled ? [names.pushConsumer] : [])]) {
             const info = await jsm.consumers.info(stream, consumer);
             out.push({ labels: { stream, consumer, state: "unprocessed" }, value: info.num_pending });
             out.push({ labels: { stream, consumer, state: "ack_pending" }, value: info.num_ack_pending });
           }
         }
+        for (let shard = 0; cfg.push.enabled && shard < cfg.streams.inboxShards; shard++) {
+          const stream = names.pushStream(shard);
+          const consumer = names.pushSenderConsumer;
+          const info = await jsm.consumers.info(stream, consumer);
+          out.push({ labels: { stream, consumer, state: "unprocessed" }, value: info.num_pending });
+          out.push({ labels: { stream, consumer, state: "ack_pending" }, value: info.num_ack_pending });
+        }
         return out;
       });
+    }
+
+    if (cfg.workers.enabled) {
+      const sweeper = new OrphanSweeper({ js, blobs, index: store, log: log.child({ component: "images" }) });
+      await sweeper.start();
+      cleanups.push(() => sweeper.stop());
     }
 
     if (cfg.workers.enabled && cfg.presence.enabled) {
@@ -193,8 +217,25 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       cleanups.push(() => presenceWorker.stop());
     }
 
+    // Push notifications to recipients with no online device (the dispatcher and sender run with the workers).
+    let push: PushNode | undefined;
+    if (cfg.push.enabled) {
+      const started = await startPush(cfg, {
+        js,
+        jsm,
+        directory,
+        presence: cfg.presence.enabled ? presence : undefined,
+        topology,
+        metrics,
+        log: log.child({ component: "push" }),
+        workers: cfg.workers.enabled,
+      });
+      cleanups.push(() => started.close());
+      push = started;
+    }
+
     const tokens = tokenSettings(cfg);
-    const streamsNeeded = [...expectedStreams(cfg.streams), ...presenceStreams()];
+    const streamsNeeded = [...expectedStreams(cfg.streams), ...presenceStreams(), ...imageStreams(), ...(cfg.push.enabled ? pushStreams(cfg.streams) : [])];
     const readiness = async (): Promise<Record<string, ReadinessCheck>> => {
       const checks: Record<string, ReadinessCheck> = {};
       checks.nats = nc.isClosed() ? { ok: false, detail: "connection closed" } : { ok: true, detail: nc.getServer() };
@@ -231,8 +272,10 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     }
 
     let edge: Edge | undefined;
+    let images: ImageService | undefined;
     let url = "";
     if (cfg.edge.enabled) {
+      images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
       const e = await createEdge({
         nc,
         js,
@@ -242,6 +285,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         config: cfg.edge,
         tokens,
         history: historyReader(store, jsm, topology),
+        receipts: new Receipts(js, jsm, topology, conversationIndex),
         devTokens: cfg.auth.devTokens,
         log: log.child({ component: "edge" }),
         readiness,
@@ -255,6 +299,8 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
           registry: new EdgeRegistry({ js, jsm, ttlSec: cfg.discovery.ttlSec, log: log.child({ component: "discovery" }) }),
           results: cfg.discovery.results,
         },
+        images,
+        push: push?.edge,
       });
       url = await e.listen();
       cleanups.push(() => e.close());
@@ -272,6 +318,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
       jsm,
       store,
       blobs,
+      images,
       edge,
       tokens,
       close: () => (closing ??= unwind()),

@@ -19,7 +19,7 @@ export const DEAD_HEADERS = {
 } as const;
 
 /** Stores `m` in the dead-letter stream (idempotently), then terminates it. */
-export async function deadLetter(js: JetStreamClient, m: JsMsg, worker: "fanout" | "persister", reason: string): Promise<void> {
+export async function deadLetter(js: JetStreamClient, m: JsMsg, worker: "fanout" | "persister" | "push", reason: string): Promise<void> {
   const h = headers();
   h.set(DEAD_HEADERS.reason, headerValue(reason));
   h.set(DEAD_HEADERS.stream, m.info.stream);

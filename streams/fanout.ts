@@ -1,26 +1,34 @@
 // The fan-out: a durable consumer on each conversation stream copies every message into the
 // inbox of every member (the per-recipient sync queue). A conversation message is acked only
 // after every copy is acked by JetStream; copies carry a msg id of (stream, seq, user), so a
-// redelivery after a crash stores nothing twice.
+// redelivery after a crash stores nothing twice. Beside the copies it keeps each user's list of
+// conversations and read state (the user-convs index) from membership and receipt events.
 //
 // Ordering: copies are published in stream order on one connection, so each inbox receives a
 // conversation's messages in the conversation's order. Up to `maxInFlight` messages are in
 // flight at once (FACTS: ≤ 64 keeps latency low at the same throughput).
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { AckedPublisher } from "./acked-publisher.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { deadLetter } from "./dead-letter.ts";
 import type { ConversationDirectory } from "./conversations.ts";
+import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
 import { ConversationEventSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
 import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
 
 export interface FanoutDeps {
   js: JetStreamClient;
+  /** When given, inbox copies go through a lean acked publisher on this connection (see acked-publisher.ts). */
+  nc?: NatsConnection | undefined;
   directory: ConversationDirectory;
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
+  /** Each user's conversations and read state (user-convs), kept from membership and receipt events. */
+  index?: ConversationIndex | undefined;
   maxInFlight?: number;
   /** Deliveries after which a message for an unknown conversation is dead-lettered. */
   maxAttempts?: number;
@@ -63,8 +71,15 @@ export class FanoutWorker {
   readonly #inFlight = new Set<Promise<void>>();
   delivered = 0;
 
+  readonly #publisher: AckedPublisher | undefined;
+
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
+    this.#publisher = deps.nc ? new AckedPublisher(deps.nc) : undefined;
+  }
+
+  #publishCopy(c: { subject: string; msgID: string; data: Uint8Array }): Promise<unknown> {
+    return this.#publisher ? this.#publisher.publish(c.subject, c.data, c.msgID) : this.#deps.js.publish(c.subject, c.data, { msgID: c.msgID, timeout: 10_000 });
   }
 
   async start(): Promise<void> {
@@ -84,8 +99,8 @@ export class FanoutWorker {
       let work: Promise<void>;
       try {
         // Resolve members before issuing publishes, so publishes leave in stream order.
-        const copies = await this.#copiesOf(m);
-        work = this.#publish(m, copies);
+        const { copies, index } = await this.#copiesOf(m);
+        work = this.#publish(m, copies, index);
       } catch (err) {
         work = Promise.reject(err);
       }
@@ -117,6 +132,7 @@ export class FanoutWorker {
   }
 
   async #membersAt(conv: string, seq: number, exact: boolean): Promise<string[] | null> {
+    if (seq <= 0) return null; // before the stream's first message (up_to_seq 0 would mean "no limit")
     const known = exact ? undefined : this.#members.get(conv);
     if (known && known.seq < seq) return known.members;
     const c = await this.#deps.directory.getAsOf(conv, seq);
@@ -124,7 +140,7 @@ export class FanoutWorker {
     return c?.members ?? null;
   }
 
-  async #copiesOf(m: JsMsg): Promise<{ subject: string; msgID: string; data: Uint8Array }[]> {
+  async #copiesOf(m: JsMsg): Promise<{ copies: { subject: string; msgID: string; data: Uint8Array }[]; index: IndexUpdate[] }> {
     if (m.info.deliverySequence !== this.#lastDelivery + 1) this.#members.clear();
     this.#lastDelivery = m.info.deliverySequence;
     const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
@@ -133,27 +149,39 @@ export class FanoutWorker {
     // A redelivery is out of stream order: read the membership as of its sequence.
     const exact = m.redelivered;
     let recipients: string[];
+    const index: IndexUpdate[] = [];
     if (ev.type === "members") {
       // Everyone before and after the change hears of it (a removed member learns of the removal).
       const before = (await this.#membersAt(ev.conv, m.seq - 1, exact)) ?? [];
       recipients = [...new Set([...before, ...ev.members])];
       if (!exact) this.#remember(ev.conv, ev.members, m.seq);
+      // Joined and left members' entries in the user-convs index.
+      for (const u of ev.members) if (!before.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: true, at: m.seq } });
+      for (const u of before) if (!ev.members.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: false, at: m.seq } });
     } else {
       const members = await this.#membersAt(ev.conv, m.seq, exact);
       if (!members) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${ev.conv} of ${m.info.stream}#${m.seq}`);
       recipients = members;
+      if (ev.type === "receipt") index.push({ user: ev.user, conv: ev.conv, receipt: { delivered: ev.delivered, read: ev.read } });
     }
     const entry: InboxEntry = { ...ev, id: m.seq };
     const data = encodeJson(entry);
-    return recipients.map((user) => ({
+    const copies = recipients.map((user) => ({
       subject: inboxSubject(this.#deps.topology, user),
       msgID: fanoutMsgId(m.info.stream, m.seq, user),
       data,
     }));
+    return { copies, index };
   }
 
-  async #publish(m: JsMsg, copies: { subject: string; msgID: string; data: Uint8Array }[]): Promise<void> {
-    await Promise.all(copies.map((c) => this.#deps.js.publish(c.subject, c.data, { msgID: c.msgID, timeout: 10_000 })));
+  async #publish(m: JsMsg, copies: { subject: string; msgID: string; data: Uint8Array }[], index: IndexUpdate[]): Promise<void> {
+    // Index writes merge (order-free, idempotent), so they go beside the copies, not before them:
+    // copies must leave in stream order. The message is acked only after both.
+    const indexed = this.#deps.index;
+    await Promise.all([
+      ...copies.map((c) => this.#publishCopy(c)),
+      ...(indexed ? index.map((u) => indexed.apply(u)) : []),
+    ]);
     this.delivered += copies.length;
     this.#deps.metrics?.fanoutCopies.inc(copies.length);
   }
@@ -185,5 +213,6 @@ export class FanoutWorker {
     for (const s of this.#subs) s.stop();
     await Promise.allSettled(this.#loops);
     await Promise.allSettled([...this.#inFlight]);
+    this.#publisher?.close();
   }
 }

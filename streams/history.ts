@@ -3,12 +3,22 @@
 // so it trails the stream by its lag). History merges these into the store's page.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
-import { ConversationEventSchema, decodeJson, type ConversationEvent } from "./messages.ts";
+import { ConversationEventSchema, decodeJson, type HistoryEvent } from "./messages.ts";
 import { conversationStreamOf, conversationSubject, membershipSubject, type Topology } from "./subjects.ts";
 
 export interface StreamEvent {
   id: number;
-  event: ConversationEvent;
+  event: HistoryEvent;
+}
+
+export interface StreamEventsPage {
+  /** Oldest first. */
+  events: StreamEvent[];
+  /**
+   * Every event of the conversation with afterId < id ≤ frontier is in `events`. When a subject
+   * had more than `max` events, the frontier stops at the last one read: read again from there.
+   */
+  frontier: number;
 }
 
 /**
@@ -22,29 +32,40 @@ export async function streamEvents(
   afterId: number,
   beforeId: number,
   max: number,
-): Promise<StreamEvent[]> {
+): Promise<StreamEventsPage> {
   const stream = conversationStreamOf(t, convId);
   const out: StreamEvent[] = [];
+  let frontier = beforeId - 1;
   for (const subject of [conversationSubject(t, convId), membershipSubject(t, convId)]) {
     let it;
     try {
       it = await jsm.direct.getBatch(stream, { seq: afterId + 1, next_by_subj: subject, batch: max });
     } catch (err) {
-      if ((err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error).message))) continue;
+      if (notFound(err)) continue;
       throw new NatterError("UNAVAILABLE", "conversation stream unavailable", { cause: err });
     }
+    let read = 0;
+    let last = afterId;
     try {
       for await (const sm of it as AsyncIterable<StoredMsg>) {
         if (sm.seq >= beforeId) break;
+        read++;
+        last = sm.seq;
         const parsed = ConversationEventSchema.safeParse(safeJson(sm.data));
-        if (parsed.success) out.push({ id: sm.seq, event: parsed.data });
+        // Receipts live on their own subjects and are never history; skipped should one ever match.
+        if (parsed.success && parsed.data.type !== "receipt") out.push({ id: sm.seq, event: parsed.data });
       }
     } catch (err) {
-      if ((err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error).message))) continue;
+      if (notFound(err)) continue;
       throw new NatterError("UNAVAILABLE", "conversation stream unavailable", { cause: err });
     }
+    if (read >= max) frontier = Math.min(frontier, last);
   }
-  return out.sort((a, b) => a.id - b.id);
+  return { events: out.filter((e) => e.id <= frontier).sort((a, b) => a.id - b.id), frontier };
+}
+
+function notFound(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error)?.message));
 }
 
 function safeJson(data: Uint8Array): unknown {

@@ -10,6 +10,7 @@ export {
   kvBucketConfig,
   upsertStream,
   upsertConsumer,
+  workerConsumerConfig,
   type KvBucketOptions,
 } from "./topology.ts";
 export { FanoutWorker, type FanoutDeps } from "./fanout.ts";
@@ -17,3 +18,5 @@ export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBoun
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
 export { deadLetter, DEAD_HEADERS } from "./dead-letter.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
+export { ConversationIndex, mergeIndexEntry, type IndexEntry, type IndexUpdate } from "./conversation-index.ts";
+export { Receipts, UNREAD_EXACT, type ConversationSummary, type MarkInput, type MarkResult, type ReceiptState } from "./receipts.ts";

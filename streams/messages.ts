@@ -1,6 +1,27 @@
 // The envelopes natter stores in its streams. JSON, versioned, validated when read back.
 import { z } from "zod";
 
+/**
+ * An image a message carries: enough to lay it out before downloading anything. The bytes are
+ * fetched by id (GET /images/<id>/full or /thumb), members of a conversation it was sent to only.
+ * `type` is a plain string, so a reader never refuses an event for a type added later.
+ */
+export const ImageRefSchema = z.object({
+  id: z.string(),
+  /** MIME type of the full-size image (image/jpeg, image/png, image/webp, image/gif). */
+  type: z.string(),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  bytes: z.number().int().nonnegative(),
+  thumb: z.object({
+    type: z.string(),
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+    bytes: z.number().int().nonnegative(),
+  }),
+});
+export type ImageRef = z.infer<typeof ImageRefSchema>;
+
 /** A text message as stored in its conversation stream. Its id is the stream sequence. */
 export const ConversationMessageSchema = z.object({
   v: z.literal(1),
@@ -13,6 +34,8 @@ export const ConversationMessageSchema = z.object({
   text: z.string(),
   /** Server time the edge accepted it, ms since epoch. */
   ts: z.number(),
+  /** Images, in the sender's order (absent in messages without any, and in events written before images existed). */
+  images: z.array(ImageRefSchema).optional(),
 });
 export type ConversationMessage = z.infer<typeof ConversationMessageSchema>;
 
@@ -37,13 +60,36 @@ export const MembershipEventSchema = z.object({
 });
 export type MembershipEvent = z.infer<typeof MembershipEventSchema>;
 
-export const ConversationEventSchema = z.discriminatedUnion("type", [ConversationMessageSchema, MembershipEventSchema]);
+/**
+ * A member's receipts, stored in the conversation's own sequence (subject `…<conv>.receipts.<user>`).
+ * It carries the user's whole state (shared by all of the user's devices), so the latest event is
+ * the state; `read` ≤ `delivered`, and neither ever decreases (compare-and-set, streams/receipts.ts).
+ */
+export const ReceiptEventSchema = z.object({
+  v: z.literal(1),
+  type: z.literal("receipt"),
+  conv: z.string(),
+  user: z.string(),
+  /** The device that moved the state. */
+  device: z.string(),
+  /** Every event of the conversation with an id ≤ this has reached one of the user's devices. */
+  delivered: z.number().int().min(0),
+  /** Every event with an id ≤ this has been read on one of the user's devices. */
+  read: z.number().int().min(0),
+  ts: z.number(),
+});
+export type ReceiptEvent = z.infer<typeof ReceiptEventSchema>;
+
+export const ConversationEventSchema = z.discriminatedUnion("type", [ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema]);
 export type ConversationEvent = z.infer<typeof ConversationEventSchema>;
+/** The events history returns (receipts are state, not history: never stored as messages). */
+export type HistoryEvent = ConversationMessage | MembershipEvent;
 
 /** The copy of a conversation event in a member's inbox: the event plus its id. */
 export const InboxEntrySchema = z.discriminatedUnion("type", [
   ConversationMessageSchema.extend({ id: z.number().int().positive() }),
   MembershipEventSchema.extend({ id: z.number().int().positive() }),
+  ReceiptEventSchema.extend({ id: z.number().int().positive() }),
 ]);
 export type InboxEntry = z.infer<typeof InboxEntrySchema>;
 

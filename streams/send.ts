@@ -3,8 +3,8 @@
 // duplicate window returns the same id and stores nothing new.
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
-import { encodeJson, type ConversationMessage } from "./messages.ts";
-import { conversationSubject, sendMsgId, type Topology } from "./subjects.ts";
+import { encodeJson, type ConversationMessage, type ImageRef } from "./messages.ts";
+import { conversationSubject, messageTtl, sendMsgId, type Topology } from "./subjects.ts";
 
 export interface SendInput {
   conv: string;
@@ -12,6 +12,8 @@ export interface SendInput {
   device: string;
   cid: string;
   text: string;
+  /** Images already attached (media/: uploaded by the sender, recorded as shared in `conv`). */
+  images?: ImageRef[] | undefined;
 }
 
 export interface SendResult {
@@ -24,10 +26,12 @@ export interface SendResult {
 
 export async function publishMessage(js: JetStreamClient, t: Topology, input: SendInput): Promise<SendResult> {
   const ts = Date.now();
-  const msg: ConversationMessage = { v: 1, type: "msg", ...input, ts };
+  const { images, ...rest } = input;
+  const msg: ConversationMessage = { v: 1, type: "msg", ...rest, ts, ...(images !== undefined && images.length > 0 ? { images } : {}) };
   try {
     const ack = await js.publish(conversationSubject(t, input.conv), encodeJson(msg), {
       msgID: sendMsgId(input.from, input.cid),
+      ...messageTtl(t),
       timeout: 5000,
     });
     return { id: ack.seq, duplicate: ack.duplicate, ts };

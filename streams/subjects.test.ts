@@ -3,6 +3,7 @@ import { NatterError } from "../core/errors.ts";
 import { dmConversationId } from "./conversations.ts";
 import {
   contactKey,
+  convIdFromSubject,
   conversationSubject,
   deliverySubject,
   fanoutMsgId,
@@ -10,8 +11,12 @@ import {
   presenceDeviceKey,
   presenceKeyParts,
   presenceSubject,
+  receiptSubject,
   sendMsgId,
   stableHash,
+  typingSubject,
+  userConversationKey,
+  userConversationsFilter,
 } from "./subjects.ts";
 
 const t = { conversationShards: 4, inboxShards: 8 };
@@ -36,6 +41,10 @@ describe("subjects", () => {
       expect(() => presenceDeviceKey(bad, "d")).toThrow(NatterError);
       expect(() => contactKey("alice", bad)).toThrow(NatterError);
       expect(() => presenceSubject(t, bad)).toThrow(NatterError);
+      expect(() => receiptSubject(t, "g_team", bad)).toThrow(NatterError);
+      expect(() => receiptSubject(t, bad, "alice")).toThrow(NatterError);
+      expect(() => typingSubject(t, bad)).toThrow(NatterError);
+      expect(() => userConversationKey("alice", bad)).toThrow(NatterError);
     },
   );
 
@@ -56,5 +65,15 @@ describe("subjects", () => {
     expect(() => presenceKeyParts("alice.phone.x")).toThrow(NatterError);
     expect(presenceSubject(t, "alice").split(".")[1]).toBe(deliverySubject(t, "alice").split(".")[1]);
     expect(contactKey("alice", "bob")).toBe("alice.bob");
+  });
+
+  it("names receipts inside the conversation's shard, typing on the user's, and a user's conversations by key", () => {
+    const conv = conversationSubject(t, "g_team");
+    expect(receiptSubject(t, "g_team", "alice")).toBe(`${conv}.receipts.alice`);
+    expect(convIdFromSubject(receiptSubject(t, "g_team", "alice"))).toBe("g_team");
+    expect(typingSubject(t, "alice")).toMatch(/^typing\.[0-7]\.alice$/);
+    expect(typingSubject(t, "alice").split(".")[1]).toBe(deliverySubject(t, "alice").split(".")[1]);
+    expect(userConversationKey("alice", "g_team")).toBe("alice.g_team");
+    expect(userConversationsFilter("alice")).toBe("$KV.user-convs.alice.*");
   });
 });

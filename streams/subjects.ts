@@ -8,6 +8,17 @@ export interface Topology {
   conversationShards: number;
   /** Number of inbox streams (INBOX_0..n-1); a user's inbox lives in one, by hash. */
   inboxShards: number;
+  /**
+   * How long messages and receipts stay in a conversation stream (a per-message TTL; the store
+   * keeps them beyond). Membership events carry none: the current membership never expires.
+   * Unset: kept until the stream's limits.
+   */
+  messageTtlSec?: number;
+}
+
+/** The per-message TTL header value for a conversation's messages and receipts, if any. */
+export function messageTtl(t: Topology): { ttl: string } | Record<string, never> {
+  return t.messageTtlSec ? { ttl: `${t.messageTtlSec}s` } : {};
 }
 
 /** FNV-1a 32-bit: a stable, dependency-free hash so every process agrees on the shard. */
@@ -30,7 +41,7 @@ export function inboxShard(t: Topology, userId: string): number {
 
 export const names = {
   conversationStream: (shard: number) => `CONV_${shard}`,
-  conversationStreamSubjects: (shard: number) => [`conv.${shard}.*`, `conv.${shard}.*.members`],
+  conversationStreamSubjects: (shard: number) => [`conv.${shard}.*`, `conv.${shard}.*.members`, `conv.${shard}.*.receipts.*`],
   inboxStream: (shard: number) => `INBOX_${shard}`,
   inboxStreamSubjects: (shard: number) => `inbox.${shard}.*`,
   inboxRepublishSource: (shard: number) => `inbox.${shard}.>`,
@@ -50,8 +61,27 @@ export const names = {
   edgesBucket: "edges",
   /** KV bucket of 1:1 contacts: key `<user>.<peer>`, value the conversation id. */
   contactsBucket: "contacts",
+  /** KV bucket of each user's conversations: key `<user>.<conversation>`, membership and read state (streams/conversation-index.ts). */
+  userConversationsBucket: "user-convs",
   /** Durable consumer on the presence bucket's stream that turns device changes into user presence. */
   presenceConsumer: "presence",
+  /** KV bucket of image uploads not yet attached: key `<image id>`, per-key TTL (images.orphanAfterSec). */
+  uploadsBucket: "uploads",
+  /** Durable consumer on the uploads bucket's stream: an expiry marker is an orphan whose blobs go. */
+  uploadsSweeperConsumer: "uploads-sweeper",
+  /** Push requests for offline recipients, per inbox shard (push/): subjects `push.<shard>.<user>`. */
+  pushStream: (shard: number) => `PUSH_${shard}`,
+  pushStreamSubjects: (shard: number) => `push.${shard}.*`,
+  /** Durable consumer on each conversation stream (messages only) that queues pushes for offline recipients. */
+  pushConsumer: "push",
+  /** The push consumer's filter: a conversation stream's message subjects (not membership or receipts). */
+  pushConsumerFilter: (shard: number) => `conv.${shard}.*`,
+  /** Durable consumer on each push stream that sends the pushes. */
+  pushSenderConsumer: "push-sender",
+  /** KV bucket of push subscriptions: key `<user>.<subscription id>`. */
+  pushSubscriptionsBucket: "push-subs",
+  /** KV bucket of send markers, one per (message, subscription): key `<user>.<subscription id>.<stream>.<seq>`. */
+  pushSentBucket: "push-sent",
   /** The stream behind a KV bucket. */
   kvStream: (bucket: string) => `KV_${bucket}`,
   kvStreamSubjects: (bucket: string) => `$KV.${bucket}.>`,
@@ -86,11 +116,19 @@ export function deliverySubject(t: Topology, userId: string): string {
   return `deliver.${inboxShard(t, userId)}.${userId}`;
 }
 
-/** The conversation id of a conversation or membership subject. */
+/**
+ * Subject of one user's receipts in a conversation (a `receipt` event carrying the user's whole
+ * delivered/read state); its last message is the current state.
+ */
+export function receiptSubject(t: Topology, convId: string, userId: string): string {
+  return `${conversationSubject(t, convId)}.receipts.${checkId("user id", userId)}`;
+}
+
+/** The conversation id of a conversation, membership or receipt subject. */
 export function convIdFromSubject(subject: string): string {
   const parts = subject.split(".");
   const id = parts[2];
-  const shape = parts.length === 3 || (parts.length === 4 && parts[3] === "members");
+  const shape = parts.length === 3 || (parts.length === 4 && parts[3] === "members") || (parts.length === 5 && parts[3] === "receipts");
   if (!shape || parts[0] !== "conv" || id === undefined) {
     throw new NatterError("INTERNAL", `not a conversation subject: ${subject}`);
   }
@@ -98,7 +136,7 @@ export function convIdFromSubject(subject: string): string {
 }
 
 /** Where `worker` puts a message of `stream` it gave up on. */
-export function deadLetterSubject(worker: "fanout" | "persister", stream: string): string {
+export function deadLetterSubject(worker: "fanout" | "persister" | "push", stream: string): string {
   return `dead.${worker}.${checkId("stream name", stream)}`;
 }
 
@@ -115,6 +153,33 @@ export function membershipMsgId(convId: string, prevRevision: number, action: st
 /** Nats-Msg-Id for the copy of conversation message (stream, seq) in one user's inbox. */
 export function fanoutMsgId(stream: string, seq: number, userId: string): string {
   return `f:${stream}:${seq}:${checkId("user id", userId)}`;
+}
+
+/** Subject of a push request for one user (its inbox shard). */
+export function pushSubject(t: Topology, userId: string): string {
+  checkId("user id", userId);
+  return `push.${inboxShard(t, userId)}.${userId}`;
+}
+
+/** Nats-Msg-Id of the push request for conversation message (stream, seq) to one user. */
+export function pushMsgId(stream: string, seq: number, userId: string): string {
+  return `p:${stream}:${seq}:${checkId("user id", userId)}`;
+}
+
+/** Key of a push subscription in the push-subs bucket. */
+export function pushSubscriptionKey(userId: string, subscriptionId: string): string {
+  return `${checkId("user id", userId)}.${checkId("subscription id", subscriptionId)}`;
+}
+
+/** Subject filter of every push subscription of a user in the push-subs bucket's stream. */
+export function pushSubscriptionsFilter(userId: string): string {
+  return kvKeySubject(names.pushSubscriptionsBucket, `${checkId("user id", userId)}.*`);
+}
+
+/** Key of the send marker of conversation message (stream, seq) to one subscription. */
+export function pushSentKey(userId: string, subscriptionId: string, stream: string, seq: number): string {
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new NatterError("INTERNAL", `not a stream sequence: ${seq}`);
+  return `${pushSubscriptionKey(userId, subscriptionId)}.${checkId("stream name", stream)}.${seq}`;
 }
 
 /** The stream subject of a KV key (`$KV.<bucket>.<key>`), for direct reads and publishes with headers. */
@@ -149,10 +214,31 @@ export function contactsFilter(userId: string): string {
   return kvKeySubject(names.contactsBucket, `${checkId("user id", userId)}.*`);
 }
 
+/** Key of one of a user's conversations in the user-convs bucket. */
+export function userConversationKey(userId: string, convId: string): string {
+  return `${checkId("user id", userId)}.${checkId("conversation id", convId)}`;
+}
+
+/** Subject filter of every conversation of a user in the user-convs bucket's stream. */
+export function userConversationsFilter(userId: string): string {
+  return kvKeySubject(names.userConversationsBucket, `${checkId("user id", userId)}.*`);
+}
+
+/** Core subject on which a user's connected devices receive typing signals (never stored). */
+export function typingSubject(t: Topology, userId: string): string {
+  checkId("user id", userId);
+  return `typing.${inboxShard(t, userId)}.${userId}`;
+}
+
 /** Core subject on which a user's connected devices receive their contacts' presence changes. */
 export function presenceSubject(t: Topology, userId: string): string {
   checkId("user id", userId);
   return `presence.${inboxShard(t, userId)}.${userId}`;
+}
+
+/** Subject of an upload's key in the uploads bucket (`$KV.uploads.<image id>`). */
+export function uploadKeySubject(imageId: string): string {
+  return kvKeySubject(names.uploadsBucket, checkId("image id", imageId));
 }
 
 /** Key of an edge in the edges bucket: its id (an id, see core/ids.ts). */

@@ -15,7 +15,7 @@ import type { StreamsConfig } from "../config/index.ts";
 import { names, type Topology } from "./subjects.ts";
 
 export function topologyOf(cfg: StreamsConfig): Topology {
-  return { conversationShards: cfg.conversationShards, inboxShards: cfg.inboxShards };
+  return { conversationShards: cfg.conversationShards, inboxShards: cfg.inboxShards, messageTtlSec: cfg.conversationMaxAgeSec };
 }
 
 const S = 1000;
@@ -28,7 +28,10 @@ export function conversationStreamConfig(cfg: StreamsConfig, shard: number): Par
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     num_replicas: cfg.replicas,
-    max_age: nanos(cfg.conversationMaxAgeSec * S),
+    // No stream-wide age: messages and receipts carry a TTL of conversationMaxAgeSec, membership
+    // events none, so a conversation quiet for longer than the retention keeps its members.
+    max_age: 0,
+    allow_msg_ttl: true,
     duplicate_window: nanos(cfg.duplicateWindowSec * S),
     discard: DiscardPolicy.Old,
     allow_direct: true,
@@ -138,6 +141,10 @@ export function contactsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> 
   return kvBucketConfig(cfg, names.contactsBucket, "natter: 1:1 contacts, key <user>.<peer> -> the conversation id");
 }
 
+export function userConversationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return kvBucketConfig(cfg, names.userConversationsBucket, "natter: each user's conversations, key <user>.<conversation> -> membership and read state");
+}
+
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
 export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
   for (let shard = 0; shard < cfg.conversationShards; shard++) {
@@ -151,6 +158,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
   }
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
   await upsertStream(jsm, contactsBucketConfig(cfg));
+  await upsertStream(jsm, userConversationsBucketConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -160,5 +168,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
   out.push(names.deadLetterStream);
   out.push(names.kvStream(names.contactsBucket));
+  out.push(names.kvStream(names.userConversationsBucket));
   return out;
 }

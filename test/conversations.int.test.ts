@@ -1,7 +1,9 @@
 // Conversations across several edges on one NATS: groups of at most 100 under concurrent adds,
 // membership as events, authorization of every frame, exactly-once in-order delivery to every
 // device through reconnects, idempotent retries through another edge, and cursor resets.
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { loadConfig } from "../config/index.ts";
+import { conversationSubject, encodeJson, topologyOf } from "../streams/index.ts";
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { useNats } from "./harness/nats.ts";
@@ -176,6 +178,29 @@ describe("history", () => {
     };
     expect(await pages(b)).toEqual([...ids].reverse());
     await expect.poll(() => pages(a), { timeout: 10_000 }).toEqual([...ids].reverse());
+  });
+});
+
+describe("history far ahead of the store", () => {
+  it("returns the newest page when the store trails the stream by more than a read chunk", async () => {
+    const a = await client(1, "lag_a", "d");
+    const dm = convOf(await a.request({ type: "dm.open", peer: "lag_b" }));
+    // 1,200 messages straight into the stream: edge 1 has no persister, its store stays empty.
+    const nc = await connect({ servers: nats.url });
+    onTestFinished(() => nc.close());
+    const js = jetstream(nc);
+    const t = topologyOf(loadConfig({ env: {} }).streams);
+    const seqs: number[] = [];
+    for (let i = 0; i < 1200; i += 200) {
+      const acks = await Promise.all(
+        Array.from({ length: 200 }, (_, k) =>
+          js.publish(conversationSubject(t, dm.id), encodeJson({ v: 1, type: "msg", conv: dm.id, from: "lag_a", device: "d", cid: `l${i + k}`, text: `l${i + k}`, ts: Date.now() })),
+        ),
+      );
+      seqs.push(...acks.map((x) => x.seq));
+    }
+    const h = await a.request({ type: "history", conv: dm.id, limit: 5 });
+    expect((h.messages as { id: number }[]).map((m) => m.id)).toEqual(seqs.slice(-5).reverse());
   });
 });
 

@@ -1,7 +1,8 @@
 // The web chat page in real headless Chromium (Debian's, driven by playwright-core): two browser
 // contexts are two users. They chat both ways; one goes offline (a TCP proxy between its browser
 // and the edge cuts every connection), writes while offline, comes back without reloading, and
-// sees what it missed; then it reloads, opens a group and scrolls its history backwards.
+// sees what it missed; then it reloads, opens a group and scrolls its history backwards. Unread
+// counts come from the server, typing shows and expires, and read receipts reach the sender.
 // Screenshots go to test-output/. The page speaks to natter only through the client SDK.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
@@ -107,6 +108,39 @@ describe("the web chat page in Chromium", () => {
     expect(await bob.locator("#log .msg.pending").count()).toBe(0);
     await alice.screenshot({ path: path.join(OUTPUT, "web-page-alice.png") });
     await bob.screenshot({ path: path.join(OUTPUT, "web-page-bob.png") });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("unread counts come from the server; typing shows and expires; a read receipt reaches the sender", async () => {
+    const erin = await signIn(await context(), node.url, "erin");
+    const frank = await signIn(await context(), node.url, "frank");
+    // Frank is looking at another conversation when erin writes.
+    await frank.fill("#peer", "gina");
+    await frank.click("#open-dm button");
+    await expect.poll(() => frank.textContent("#title")).toBe("gina");
+    await erin.fill("#peer", "frank");
+    await erin.click("#open-dm button");
+    await expect.poll(() => erin.textContent("#title")).toBe("frank");
+    await send(erin, "did you read this?");
+    await expect.poll(() => texts(erin)).toEqual(["did you read this?"]);
+
+    // Frank's list shows the server's unread count; his page marked the message delivered.
+    const fromErin = frank.locator("#convs li", { hasText: "erin" });
+    await expect.poll(() => fromErin.locator(".unread").textContent(), { timeout: 10_000 }).toBe("1");
+    const receipt = erin.locator("#log .msg.me[data-id] .receipt");
+    await expect.poll(() => receipt.textContent(), { timeout: 10_000 }).toBe("delivered");
+
+    // Frank opens it: the read receipt reaches erin, and his unread count is gone.
+    await fromErin.click();
+    await expect.poll(() => texts(frank), { timeout: 10_000 }).toEqual(["did you read this?"]);
+    await expect.poll(() => receipt.textContent(), { timeout: 10_000 }).toBe("seen");
+    await expect.poll(() => fromErin.locator(".unread").count(), { timeout: 10_000 }).toBe(0);
+
+    // Frank types: erin sees it, and it goes away by itself (ttlMs) when he stops.
+    await frank.locator("#text").pressSequentially("typing a reply");
+    await expect.poll(() => erin.textContent("#typing"), { timeout: 10_000 }).toBe("frank is typing…");
+    await erin.screenshot({ path: path.join(OUTPUT, "web-page-receipts.png") });
+    await expect.poll(() => erin.textContent("#typing"), { timeout: 15_000 }).toBe("");
     expect(pageErrors).toEqual([]);
   });
 

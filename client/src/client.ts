@@ -9,8 +9,19 @@
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { MemoryCursorStore, type CursorStore } from "./cursor-store.js";
 import { NatterError } from "./errors.js";
-import { CLOSE_CODES, PROTOCOL_VERSION, type ClientFrame, type Conversation, type HistoryItem, type MembershipAction, type ServerFrame } from "./protocol.js";
-import { newClientId, toWebSocketUrl } from "./util.js";
+import {
+  CLOSE_CODES,
+  PROTOCOL_VERSION,
+  type ClientFrame,
+  type Conversation,
+  type ConversationSummary,
+  type HistoryItem,
+  type ImageRef,
+  type MembershipAction,
+  type ReceiptState,
+  type ServerFrame,
+} from "./protocol.js";
+import { newClientId, toHttpUrl, toWebSocketUrl } from "./util.js";
 
 /**
  * The part of the WebSocket API the client uses; the browser's WebSocket and the `ws` package's
@@ -74,6 +85,8 @@ export interface ChatMessage {
   ts: number;
   /** This item's position in the user's inbox. */
   cursor: number;
+  /** The images it carries, in the sender's order (absent when none): lay them out from their dimensions, fetch with `fetchImage`. */
+  images?: ImageRef[] | undefined;
 }
 
 /** A conversation's membership changed; `members` is the whole list after the change. */
@@ -113,12 +126,40 @@ export interface StateChange {
 }
 
 /**
- * Events by name. New kinds (read receipts, typing, presence) arrive as new keys here, which does
- * not break existing listeners; frames of kinds this version does not know are ignored.
+ * A member's receipts moved (any member, this user included: a read on one device reaches the
+ * others). The state only grows; `read` ≤ `delivered`. An inbox item, replayed on catch-up.
+ */
+export interface ReceiptEvent {
+  conv: string;
+  /** The receipt event's own id in the conversation. */
+  id: number;
+  user: string;
+  /** The device that moved it. */
+  device: string;
+  delivered: number;
+  read: number;
+  ts: number;
+  cursor: number;
+}
+
+/** Another member is typing in `conv`: show it until `expiresAt` (now + ttlMs) unless it is repeated. Never replayed. */
+export interface TypingEvent {
+  conv: string;
+  user: string;
+  ttlMs: number;
+  /** Local time (ms) after which to stop showing it. */
+  expiresAt: number;
+}
+
+/**
+ * Events by name. New kinds arrive as new keys here, which does not break existing listeners;
+ * frames of kinds this version does not know are ignored.
  */
 export interface NatterEvents {
   message: ChatMessage;
   membership: MembershipChange;
+  receipt: ReceiptEvent;
+  typing: TypingEvent;
   reset: ResetNotice;
   state: StateChange;
   /** Connection-level problems: a refused token, an unreachable edge, an error frame without a request. */
@@ -147,6 +188,7 @@ interface SendEntry {
   conv: string;
   cid: string;
   text: string;
+  images: string[] | undefined;
   promise: Promise<SendResult>;
   resolve: (r: SendResult) => void;
   reject: (e: NatterError) => void;
@@ -158,6 +200,17 @@ interface SendEntry {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** This user's receipts in one conversation as far as this client knows, and the marks waiting to be sent. */
+interface MarkState {
+  delivered: number;
+  read: number;
+  queue: Set<{ delivered: number; read: number }>;
+  chain: Promise<unknown>;
+}
+
+/** A typing signal is sent again at most this often per conversation (the server allows one per 2 s; it shows for 5 s). */
+const TYPING_RESEND_MS = 3000;
 type InFlight = { kind: "request"; req: RequestEntry } | { kind: "send"; cid: string };
 
 const OPEN = 1;
@@ -213,6 +266,8 @@ export class NatterClient {
   #awaitingPong = false;
   #tokenReason: "connect" | "refresh" = "connect";
   #refusedTokens = 0;
+  /** The token of the last connection attempt, reused for HTTP requests (images). */
+  #httpToken: string | undefined;
   /** The last error frame without a ref on this socket: why the server is about to close it. */
   #serverError: { error: NatterError; emitted: boolean } | undefined;
   #resetReason: string | undefined;
@@ -227,6 +282,8 @@ export class NatterClient {
   readonly #inflight = new Map<string, InFlight>();
   #queue: RequestEntry[] = [];
   readonly #outbox = new Map<string, SendEntry>();
+  readonly #marks = new Map<string, MarkState>();
+  readonly #typingSent = new Map<string, number>();
   #sendTimer: ReturnType<typeof setTimeout> | undefined;
   #connectWaiters: { resolve: () => void; reject: (e: NatterError) => void }[] = [];
 
@@ -350,6 +407,7 @@ export class NatterClient {
       const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
       url = toWebSocketUrl(raw);
       token = typeof this.#opts.token === "function" ? await this.#opts.token(this.#tokenReason) : this.#opts.token;
+      this.#httpToken = token;
       if (!this.#cursorLoaded) {
         this.#cursor = (await this.#store.get(this.#cursorKey())) ?? undefined;
         this.#cursorLoaded = true;
@@ -531,7 +589,17 @@ export class NatterClient {
         return this.#onWelcome(f);
       case "msg":
         if (!this.#advance(f.cursor)) return;
-        this.#emit("message", { conv: f.conv, id: f.id, from: f.from, device: f.device, cid: f.cid, text: f.text, ts: f.ts, cursor: f.cursor });
+        this.#emit("message", {
+          conv: f.conv,
+          id: f.id,
+          from: f.from,
+          device: f.device,
+          cid: f.cid,
+          text: f.text,
+          ts: f.ts,
+          cursor: f.cursor,
+          ...(f.images !== undefined && f.images.length > 0 ? { images: f.images } : {}),
+        });
         return;
       case "members":
         if (!this.#advance(f.cursor)) return;
@@ -552,6 +620,17 @@ export class NatterClient {
         this.#cursor = f.cursor;
         this.#saveCursor();
         this.#emit("reset", { cursor: f.cursor, reason: f.reason });
+        return;
+      case "receipt":
+        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (f.cursor === undefined || !this.#advance(f.cursor)) return;
+        if (f.user === this.user) this.#learnReceipt(f.conv, f.delivered, f.read);
+        this.#emit("receipt", { conv: f.conv, id: f.id, user: f.user, device: f.device ?? "", delivered: f.delivered, read: f.read, ts: f.ts ?? 0, cursor: f.cursor });
+        return;
+      case "typing":
+        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (typeof f.ttlMs !== "number" || f.ref !== undefined) return;
+        this.#emit("typing", { conv: f.conv, user: f.user, ttlMs: f.ttlMs, expiresAt: Date.now() + f.ttlMs });
         return;
       default: {
         const ref = (f as { ref?: unknown }).ref;
@@ -761,6 +840,151 @@ export class NatterClient {
     await this.#request({ type: "ping" });
   }
 
+  // ── receipts, conversations, typing ──────────────────────────────────────────────────────
+
+  /**
+   * This user's conversations, newest activity first, each with its members, last message, this
+   * user's receipts and unread count (computed by the server: messages from others after `read`).
+   */
+  async conversations(): Promise<ConversationSummary[]> {
+    const f = await this.#request({ type: "convs" });
+    if (f.type !== "convs") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to convs`, { temporary: false });
+    for (const c of f.convs) this.#learnReceipt(c.id, c.delivered, c.read);
+    return f.convs;
+  }
+
+  /** Every current member's receipts in `conv` (members only), e.g. to show "seen" after a reload. */
+  async receipts(conv: string): Promise<ReceiptState[]> {
+    const f = await this.#request({ type: "receipts", conv });
+    if (f.type !== "receipts") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipts`, { temporary: false });
+    const mine = f.receipts.find((r) => r.user === this.user);
+    if (mine !== undefined) this.#learnReceipt(conv, mine.delivered, mine.read);
+    return f.receipts;
+  }
+
+  /**
+   * Marks every event of `conv` up to `id` read (and delivered) for this user on all of their
+   * devices; the other members see it. Never moves backwards; calls made while one is in flight are
+   * merged into one request, and a call already covered sends nothing. Resolves with the state.
+   */
+  markRead(conv: string, id: number): Promise<ReceiptState> {
+    return this.#mark(conv, { delivered: id, read: id });
+  }
+
+  /** Marks every event of `conv` up to `id` delivered to this user (see markRead). */
+  markDelivered(conv: string, id: number): Promise<ReceiptState> {
+    return this.#mark(conv, { delivered: id, read: 0 });
+  }
+
+  #markState(conv: string): MarkState {
+    let m = this.#marks.get(conv);
+    if (m === undefined) this.#marks.set(conv, (m = { delivered: 0, read: 0, queue: new Set(), chain: Promise.resolve() }));
+    return m;
+  }
+
+  #learnReceipt(conv: string, delivered: number, read: number): void {
+    const m = this.#markState(conv);
+    m.read = Math.max(m.read, read);
+    m.delivered = Math.max(m.delivered, delivered, m.read);
+  }
+
+  #mark(conv: string, want: { delivered: number; read: number }): Promise<ReceiptState> {
+    if (this.#state === "closed") return Promise.reject(this.#closedError());
+    const m = this.#markState(conv);
+    m.queue.add(want);
+    const run = async (): Promise<ReceiptState> => {
+      try {
+        let read = 0;
+        let delivered = 0;
+        for (const q of m.queue) {
+          read = Math.max(read, q.read);
+          delivered = Math.max(delivered, q.delivered, q.read);
+        }
+        const frame: DistributiveOmit<ClientFrame, "ref"> = { type: "receipt", conv };
+        if (read > m.read) frame.read = read;
+        if (delivered > Math.max(m.delivered, read)) frame.delivered = delivered;
+        if (frame.read === undefined && frame.delivered === undefined) return { user: this.user, delivered: m.delivered, read: m.read };
+        const f = await this.#request(frame);
+        if (f.type !== "receipt") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipt`, { temporary: false });
+        this.#learnReceipt(conv, f.delivered, f.read);
+        return { user: this.user, delivered: m.delivered, read: m.read };
+      } finally {
+        m.queue.delete(want);
+      }
+    };
+    const p = m.chain.then(run, run);
+    m.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Tells the other members of `conv` that this user is typing. Call it on every keystroke: it
+   * sends at most one signal per conversation every 3 s, and none while disconnected (typing is
+   * ephemeral: never queued, never stored). The others show it for the server's `ttlMs` (5 s).
+   */
+  async typing(conv: string): Promise<void> {
+    const now = Date.now();
+    const last = this.#typingSent.get(conv);
+    if ((last !== undefined && now - last < TYPING_RESEND_MS) || this.#state !== "open") return;
+    this.#typingSent.set(conv, now);
+    try {
+      await this.#request({ type: "typing", conv });
+    } catch (err) {
+      if (err instanceof NatterError && (err.code === "RATE_LIMITED" || err.code === "DISCONNECTED")) return;
+      throw err;
+    }
+  }
+
+  // ── images ───────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Uploads one image (JPEG, PNG, WebP or GIF) and resolves with its reference; attach it with
+   * `send(conv, text, { images: [ref] })`. The server checks the bytes, strips metadata (EXIF
+   * location included) and makes a thumbnail; it refuses other files with typed errors
+   * (IMAGE_TYPE_REFUSED, IMAGE_TOO_LARGE, …). An upload never attached is removed after a while.
+   */
+  async uploadImage(data: Blob | ArrayBuffer | Uint8Array, contentType?: string): Promise<ImageRef> {
+    const type = contentType ?? (typeof Blob !== "undefined" && data instanceof Blob ? data.type : "");
+    const res = await this.#http("/images", { method: "POST", body: data as BodyInit, headers: type !== "" ? { "content-type": type } : {} });
+    const body = (await res.json().catch(() => undefined)) as { image?: ImageRef } | undefined;
+    if (body?.image === undefined) throw new NatterError("INTERNAL", "POST /images: no image in the answer", { temporary: false });
+    return body.image;
+  }
+
+  /** An image's bytes (`thumb`: its thumbnail), if this user may see it; IMAGE_NOT_FOUND otherwise. */
+  async fetchImage(id: string, variant: "full" | "thumb" = "full"): Promise<Blob> {
+    const res = await this.#http(`/images/${encodeURIComponent(id)}/${variant}`, { method: "GET" });
+    return res.blob();
+  }
+
+  /** An HTTP request to the edge with this user's token (refreshed once when refused); typed errors. */
+  async #http(path: string, init: RequestInit): Promise<Response> {
+    if (this.#state === "closed") throw this.#closedError();
+    const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
+    const url = new URL(path, toHttpUrl(raw));
+    const provider = this.#opts.token;
+    const tokenFor = async (reason: "connect" | "refresh") => (typeof provider === "function" ? provider(reason) : provider);
+    let token = this.#httpToken ?? (await tokenFor("connect"));
+    const request = (t: string) => fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${t}` } });
+    let res: Response;
+    try {
+      res = await request(token);
+      if (res.status === 401 && typeof provider === "function") {
+        await res.body?.cancel();
+        token = await tokenFor("refresh");
+        res = await request(token);
+      }
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", `${init.method ?? "GET"} ${url.pathname}: ${(err as Error)?.message ?? String(err)}`, { temporary: true, cause: err });
+    }
+    this.#httpToken = token;
+    if (res.ok) return res;
+    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string; temporary?: boolean } };
+    throw new NatterError(body.error?.code ?? (res.status === 404 ? "IMAGE_NOT_FOUND" : "UNAVAILABLE"), `${init.method ?? "GET"} ${url.pathname}: ${body.error?.message ?? `HTTP ${res.status}`}`, {
+      temporary: body.error?.temporary ?? res.status >= 500,
+    });
+  }
+
   // ── sends ────────────────────────────────────────────────────────────────────────────────
 
   /**
@@ -768,7 +992,7 @@ export class NatterClient {
    * is resent with the same `cid` (pass your own to retry across restarts) until acknowledged,
    * for at most `sendTimeoutMs`; temporary errors (RATE_LIMITED, UNAVAILABLE…) are retried too.
    */
-  send(conv: string, text: string, opts: { cid?: string } = {}): Promise<SendResult> {
+  send(conv: string, text: string, opts: { cid?: string; images?: readonly (string | ImageRef)[] } = {}): Promise<SendResult> {
     if (this.#state === "closed") return Promise.reject(this.#closedError());
     const cid = opts.cid ?? newClientId();
     const existing = this.#outbox.get(cid);
@@ -780,10 +1004,12 @@ export class NatterClient {
       reject = rej;
     });
     const timeout = this.#opts.sendTimeoutMs ?? 300_000;
+    const images = opts.images !== undefined && opts.images.length > 0 ? opts.images.map((i) => (typeof i === "string" ? i : i.id)) : undefined;
     const entry: SendEntry = {
       conv,
       cid,
       text,
+      images,
       promise,
       resolve,
       reject,
@@ -825,7 +1051,7 @@ export class NatterClient {
       const ref = `s${this.#nextRef++}`;
       s.ref = ref;
       this.#inflight.set(ref, { kind: "send", cid: s.cid });
-      ws.send(JSON.stringify({ type: "send", ref, conv: s.conv, cid: s.cid, text: s.text }));
+      ws.send(JSON.stringify({ type: "send", ref, conv: s.conv, cid: s.cid, text: s.text, ...(s.images !== undefined ? { images: s.images } : {}) }));
       inFlight++;
     }
   }

@@ -9,15 +9,17 @@ export {
   type NatterClientOptions,
   type NatterEventName,
   type NatterEvents,
+  type ReceiptEvent,
   type ResetNotice,
   type SendResult,
   type StateChange,
   type TokenProvider,
+  type TypingEvent,
   type WebSocketConstructor,
   type WebSocketLike,
 } from "./client.js";
 export { MemoryCursorStore, LocalStorageCursorStore, type CursorStore, type StorageLike } from "./cursor-store.js";
 export { NatterError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
-export { devToken, toWebSocketUrl, newClientId } from "./util.js";
-export { PROTOCOL_VERSION, CLOSE_CODES, type Conversation, type HistoryItem, type MembershipAction, type ClientFrame, type ServerFrame } from "./protocol.js";
+export { devToken, toHttpUrl, toWebSocketUrl, newClientId } from "./util.js";
+export { PROTOCOL_VERSION, CLOSE_CODES, type Conversation, type ConversationSummary, type HistoryItem, type ImageRef, type MembershipAction, type ReceiptState, type ClientFrame, type ServerFrame } from "./protocol.js";

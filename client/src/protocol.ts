@@ -12,6 +12,21 @@ export interface Conversation {
   owner?: string | undefined;
 }
 
+/**
+ * An image a message carries: type and dimensions of the full-size image and of its thumbnail,
+ * so it can be laid out before anything is downloaded. Fetch the bytes with `fetchImage(id)`.
+ */
+export interface ImageRef {
+  /** `img_…`: pass it to `fetchImage`, or in `send(…, { images })` (your own uploads only). */
+  id: string;
+  /** image/jpeg, image/png, image/webp or image/gif. */
+  type: string;
+  width: number;
+  height: number;
+  bytes: number;
+  thumb: { type: string; width: number; height: number; bytes: number };
+}
+
 /** One stored item of a conversation, as `history` returns it (newest first). */
 export interface HistoryItem {
   conv: string;
@@ -23,22 +38,46 @@ export interface HistoryItem {
   cid: string;
   text: string;
   ts: number;
+  /** The images a message carries (absent when none). */
+  images?: ImageRef[];
 }
 
 export type MembershipAction = "create" | "add" | "remove" | "leave";
+
+/** A member's receipts in a conversation: every event up to `delivered` reached one of their devices, up to `read` was read. */
+export interface ReceiptState {
+  user: string;
+  delivered: number;
+  read: number;
+}
+
+/** One conversation of the user's list, as the server computes it. */
+export interface ConversationSummary extends Conversation {
+  /** The newest text message the server still holds in its recent log. */
+  last?: { id: number; from: string; text: string; ts: number };
+  /** This user's receipts (shared by all of their devices). */
+  delivered: number;
+  read: number;
+  /** Messages from others after `read` (computed by the server). */
+  unread: number;
+}
 
 /** Frames the client sends. Every frame but hello may carry `ref`, echoed on the reply. */
 export type ClientFrame =
   | { type: "hello"; v: number; token: string; device: string; cursor?: number }
   | { type: "ping"; ref?: string }
   | { type: "dm.open"; ref?: string; peer: string }
-  | { type: "send"; ref?: string; conv: string; cid: string; text: string }
+  | { type: "send"; ref?: string; conv: string; cid: string; text: string; images?: string[] }
   | { type: "history"; ref?: string; conv: string; before?: number; limit?: number }
   | { type: "group.create"; ref?: string; name: string; members: string[] }
   | { type: "group.add"; ref?: string; conv: string; user: string }
   | { type: "group.remove"; ref?: string; conv: string; user: string }
   | { type: "group.leave"; ref?: string; conv: string }
-  | { type: "members"; ref?: string; conv: string };
+  | { type: "members"; ref?: string; conv: string }
+  | { type: "receipt"; ref?: string; conv: string; delivered?: number; read?: number }
+  | { type: "receipts"; ref?: string; conv: string }
+  | { type: "convs"; ref?: string }
+  | { type: "typing"; ref?: string; conv: string };
 
 /** Frames the server sends. A server may add frame types; the client ignores ones it does not know. */
 export type ServerFrame =
@@ -47,7 +86,7 @@ export type ServerFrame =
   | { type: "pong"; ref?: string }
   | { type: "conv"; ref?: string; conv: Conversation }
   | { type: "ack"; ref?: string; conv: string; cid: string; id: number; dup: boolean }
-  | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number }
+  | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number; images?: ImageRef[] }
   | {
       type: "members";
       cursor: number;
@@ -62,6 +101,22 @@ export type ServerFrame =
       ts: number;
     }
   | { type: "history"; ref?: string; conv: string; messages: HistoryItem[] }
+  | {
+      type: "receipt";
+      /** Set on inbox items; absent on the reply to a `receipt` request. */
+      cursor?: number;
+      ref?: string;
+      conv: string;
+      id: number;
+      user: string;
+      device?: string;
+      delivered: number;
+      read: number;
+      ts?: number;
+    }
+  | { type: "receipts"; ref?: string; conv: string; receipts: ReceiptState[] }
+  | { type: "convs"; ref?: string; convs: ConversationSummary[] }
+  | { type: "typing"; ref?: string; conv: string; user: string; ttlMs: number }
   | { type: "error"; ref?: string; code: string; message: string; temporary: boolean };
 
 /** WebSocket close codes the server uses (docs/protocol.md, "Close codes"). */

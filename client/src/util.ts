@@ -14,6 +14,15 @@ export function toWebSocketUrl(url: string): string {
   return u.toString();
 }
 
+/** The HTTP base of an edge (`http(s)://host[:port]`) from any URL the client accepts for it. */
+export function toHttpUrl(url: string): string {
+  const u = new URL(url);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  else if (u.protocol !== "http:" && u.protocol !== "https:") throw new TypeError(`not an http(s) or ws(s) URL: ${url}`);
+  return u.origin;
+}
+
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /**

@@ -133,17 +133,64 @@ async function connected(): Promise<{ client: NatterClient; socket: FakeSocket; 
 }
 
 describe("frames", () => {
-  it("ignores frame types it does not know (receipts, typing… from a newer server) and items it already emitted", async () => {
+  it("ignores frame types it does not know (reactions… from a newer server) and items it already emitted", async () => {
     const { client, socket, messages } = await connected();
     const msg = { type: "msg", conv: "c", id: 1, from: "v", device: "x", cid: "a", text: "hi", ts: 1 };
-    socket.serverSends({ type: "receipt", conv: "c", user: "v", upTo: 1 });
-    socket.serverSends({ type: "typing", conv: "c", user: "v" });
+    socket.serverSends({ type: "reaction", conv: "c", user: "v", emoji: "+1" });
+    socket.serverSends({ type: "receipt", conv: "c", user: "v", id: 3, delivered: 1, read: 1 }); // neither a reply nor an inbox item
     socket.serverSends({ ...msg, cursor: 11 });
     socket.serverSends({ ...msg, cursor: 11 });
     socket.serverSends({ ...msg, cursor: 9 });
     expect(messages.map((m) => m.cursor)).toEqual([11]);
     expect(client.cursor).toBe(11);
     expect(client.state).toBe("open");
+    client.close();
+  });
+
+  it("emits receipts (inbox items, once) and typing signals; merges marks made while one is in flight", async () => {
+    const { client, socket } = await connected();
+    const receipts: unknown[] = [];
+    const typing: unknown[] = [];
+    client.on("receipt", (r) => receipts.push(r));
+    client.on("typing", (t) => typing.push(t));
+    const receipt = { type: "receipt", conv: "c", id: 7, user: "v", device: "x", delivered: 5, read: 4, ts: 1, cursor: 11 };
+    socket.serverSends(receipt);
+    socket.serverSends(receipt);
+    socket.serverSends({ type: "typing", conv: "c", user: "v", ttlMs: 5000 });
+    expect(receipts).toEqual([{ conv: "c", id: 7, user: "v", device: "x", delivered: 5, read: 4, ts: 1, cursor: 11 }]);
+    expect(typing).toMatchObject([{ conv: "c", user: "v", ttlMs: 5000, expiresAt: expect.any(Number) }]);
+    expect(client.cursor).toBe(11);
+
+    const sent = () => socket.sent.filter((f) => f.type === "receipt");
+    const reply = (i: number, state: number) =>
+      socket.serverSends({ type: "receipt", ref: sent()[i]!.ref, conv: "c", id: 8 + i, user: "u", delivered: state, read: state });
+    const tick = () => new Promise((r) => setTimeout(r, 0));
+    // Calls made in one turn are one request.
+    const batch = [client.markRead("c", 3), client.markRead("c", 5), client.markDelivered("c", 4)];
+    await tick();
+    expect(sent()).toEqual([{ type: "receipt", conv: "c", read: 5, ref: expect.any(String) }]);
+    reply(0, 5);
+    for (const p of batch) await expect(p).resolves.toEqual({ user: "u", delivered: 5, read: 5 });
+    // Calls made while one is in flight are one request after it.
+    const inFlight = client.markRead("c", 6);
+    await tick();
+    const later = [client.markRead("c", 7), client.markRead("c", 8)];
+    await tick();
+    expect(sent()).toHaveLength(2);
+    reply(1, 6);
+    await expect(inFlight).resolves.toEqual({ user: "u", delivered: 6, read: 6 });
+    await tick();
+    expect(sent()[2]).toMatchObject({ conv: "c", read: 8 });
+    reply(2, 8);
+    for (const p of later) await expect(p).resolves.toEqual({ user: "u", delivered: 8, read: 8 });
+    // Already covered: nothing is sent.
+    await expect(client.markRead("c", 2)).resolves.toEqual({ user: "u", delivered: 8, read: 8 });
+    expect(sent()).toHaveLength(3);
+
+    // Typing: at most one signal per conversation every 3 s.
+    void client.typing("c");
+    void client.typing("c");
+    expect(socket.sent.filter((f) => f.type === "typing")).toEqual([{ type: "typing", conv: "c", ref: expect.any(String) }]);
     client.close();
   });
 

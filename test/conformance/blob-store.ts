@@ -3,6 +3,7 @@
 // write under a fresh key prefix each, so several may share one folder or bucket.
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, onTestFinished, test } from "vitest";
 import { NatterError, type ErrorCode } from "../../core/errors.ts";
 import { BLOB_KEY_MAX_LENGTH, BLOB_KEY_MAX_SEGMENT, type BlobStore } from "../../persistence/blob-store.ts";
@@ -174,6 +175,7 @@ export function blobStoreConformance(name: string, make: () => Promise<BlobStore
         await expectNatterError(store.get(key), "INVALID_ID");
         await expectNatterError(store.stat(key), "INVALID_ID");
         await expectNatterError(store.delete(key), "INVALID_ID");
+        await expectNatterError(store.signedUrl(key, 60), "INVALID_ID");
       }
       // Nothing landed under a "cleaned up" spelling of those keys either.
       for (const key of ["x", "b", "abs", "a", "a/b", "ab", "a_b", "a-b", "k".repeat(BLOB_KEY_MAX_SEGMENT)]) {
@@ -230,6 +232,26 @@ export function blobStoreConformance(name: string, make: () => Promise<BlobStore
       }
       expect((await readAll(await store.get(`${ns}/f`))).toString()).toBe("previous");
       expect(await store.stat(`${ns}/f`)).toEqual({ size: 8, contentType: "text/plain" });
+    });
+
+    test("signedUrl is null, or a URL that GETs the bytes without credentials until it expires", async () => {
+      const { store, ns } = await open();
+      const data = randomBytes(70_000);
+      await store.put(`${ns}/u`, data, { contentType: "image/webp" });
+      const url = await store.signedUrl(`${ns}/u`, 60);
+      // Null: this store cannot make one, and its callers stream the blob after their own checks.
+      if (url === null) return;
+      const res = await fetch(url);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("image/webp");
+      expect(Buffer.from(await res.arrayBuffer()).equals(data)).toBe(true);
+      const missing = await store.signedUrl(`${ns}/missing`, 60);
+      expect((await fetch(missing!)).status).toBe(404);
+      const short = await store.signedUrl(`${ns}/u`, 1);
+      await sleep(2_100);
+      const expired = await fetch(short!);
+      await expired.arrayBuffer();
+      expect(expired.status).toBe(403);
     });
 
     test("concurrent puts of different keys all land intact", async () => {

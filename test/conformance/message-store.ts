@@ -38,6 +38,19 @@ export function messageStoreConformance(name: string, make: () => Promise<Messag
       expect(await store.history(conv, { limit: 5 })).toEqual([m]);
     });
 
+    it("keeps the images a message carries, in order", async () => {
+      const conv = uniqueConv("images");
+      const images = [
+        { id: "img_aaaaaaaaaaaaaaaaaaaaaa", type: "image/jpeg", width: 4000, height: 3000, bytes: 2_500_000, thumb: { type: "image/webp", width: 320, height: 240, bytes: 9_000 } },
+        { id: "img_bbbbbbbbbbbbbbbbbbbbbb", type: "image/gif", width: 16, height: 9, bytes: 400, thumb: { type: "image/webp", width: 16, height: 9, bytes: 100 } },
+      ];
+      const withImages = msg(conv, 2, { text: "", images });
+      await store.putMessages([msg(conv, 1), withImages]);
+      const got = await store.history(conv, { limit: 5 });
+      expect(got[0]).toEqual(withImages);
+      expect(got[1]?.images).toBeUndefined();
+    });
+
     it("keeps membership changes in the same sequence as messages", async () => {
       const conv = uniqueConv("members");
       const change = msg(conv, 4, { kind: "members", from: "owner", device: "", cid: "", text: JSON.stringify({ action: "add", user: "dave" }) });

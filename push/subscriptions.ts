@@ -1,0 +1,227 @@
+// Push subscriptions: the KV bucket `push-subs`, key `<user>.<subscription id>`, one value per
+// target a user's devices registered (a browser's Web Push subscription, or a webhook URL).
+// A subscription's id is derived from (user, kind, target), so registering the same endpoint
+// again (a browser re-subscribing, a retried register) replaces it instead of adding a second one
+// that would receive every push twice.
+import { createECDH, createHash, randomBytes } from "node:crypto";
+import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import { z } from "zod";
+import { NatterError } from "../core/errors.ts";
+import { checkId } from "../core/ids.ts";
+import type { Logger } from "../core/logger.ts";
+import { decodeJson, encodeJson, kvKeySubject, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../streams/index.ts";
+import { checkTargetUrl, type TargetPolicy } from "./targets.ts";
+
+const WRONG_LAST_SEQUENCE = 10071;
+const TIMEOUT_MS = 5000;
+/** How long a removed subscription's tombstone stays in the bucket (seconds). */
+export const SUBSCRIPTION_TOMBSTONE_TTL_S = 24 * 3600;
+
+const base64url = /^[A-Za-z0-9_-]+={0,2}$/;
+
+const WebPushValue = z.object({
+  v: z.literal(1),
+  kind: z.literal("webpush"),
+  endpoint: z.string(),
+  keys: z.object({ p256dh: z.string(), auth: z.string() }),
+  /** The device that registered it. */
+  device: z.string(),
+  at: z.number(),
+});
+const WebhookValue = z.object({
+  v: z.literal(1),
+  kind: z.literal("webhook"),
+  url: z.string(),
+  /** HMAC-SHA256 key of the signature header; given to the client once, at registration. */
+  secret: z.string(),
+  device: z.string(),
+  at: z.number(),
+});
+const SubscriptionValue = z.discriminatedUnion("kind", [WebPushValue, WebhookValue]);
+type SubscriptionValue = z.infer<typeof SubscriptionValue>;
+
+export type WebPushSubscription = z.infer<typeof WebPushValue> & { id: string; user: string; revision: number };
+export type WebhookSubscription = z.infer<typeof WebhookValue> & { id: string; user: string; revision: number };
+export type Subscription = WebPushSubscription | WebhookSubscription;
+export type SubscriptionKind = Subscription["kind"];
+
+/** What a device registers (the `push.register` frame). */
+export type RegisterInput =
+  | { kind: "webpush"; endpoint: string; keys: { p256dh: string; auth: string } }
+  | { kind: "webhook"; url: string };
+
+export interface Registered {
+  id: string;
+  kind: SubscriptionKind;
+  /** Webhooks: the key of the `Natter-Signature` header, returned once. */
+  secret?: string | undefined;
+}
+
+export interface PushSubscriptionsOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  policy: TargetPolicy;
+  maxPerUser: number;
+  log: Logger;
+}
+
+type Operation = "PUT" | "DEL" | "PURGE";
+function operationOf(h: MsgHdrs | undefined): Operation {
+  if (h?.has("Nats-Marker-Reason")) return "PURGE";
+  const op = h?.get("KV-Operation");
+  return op === "DEL" || op === "PURGE" ? op : "PUT";
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err instanceof JetStreamApiError && err.status === 404) || (err instanceof JetStreamError && (err as { code?: unknown }).code === 404);
+}
+
+function decodeKey(value: string, bytes: number, field: string): Buffer {
+  const buf = base64url.test(value) ? Buffer.from(value, "base64url") : Buffer.alloc(0);
+  if (buf.length !== bytes) throw new NatterError("BAD_FRAME", `${field} must be ${bytes} bytes, URL-safe base64`);
+  return buf;
+}
+
+/** Checks a browser subscription's keys: p256dh a P-256 public point, auth 16 bytes. */
+export function checkWebPushKeys(keys: { p256dh: string; auth: string }): void {
+  const point = decodeKey(keys.p256dh, 65, "keys.p256dh");
+  decodeKey(keys.auth, 16, "keys.auth");
+  try {
+    const ecdh = createECDH("prime256v1");
+    ecdh.generateKeys();
+    ecdh.computeSecret(point);
+  } catch {
+    throw new NatterError("BAD_FRAME", "keys.p256dh is not a P-256 public key");
+  }
+}
+
+/** The subscription id of a target: the same for the same (user, kind, target). */
+export function subscriptionId(user: string, input: RegisterInput): string {
+  const target = input.kind === "webpush" ? input.endpoint : input.url;
+  return `ps_${createHash("sha256").update(`${user}\n${input.kind}\n${target}`).digest("base64url").slice(0, 22)}`;
+}
+
+export class PushSubscriptions {
+  readonly #o: PushSubscriptionsOptions;
+  readonly #stream = names.kvStream(names.pushSubscriptionsBucket);
+
+  constructor(opts: PushSubscriptionsOptions) {
+    this.#o = opts;
+  }
+
+  /** Registers (or replaces) a subscription of `user`, checking its target. */
+  async register(user: string, device: string, input: RegisterInput): Promise<Registered> {
+    checkId("user id", user);
+    let value: SubscriptionValue;
+    let secret: string | undefined;
+    const at = Date.now();
+    switch (input.kind) {
+      case "webpush":
+        checkTargetUrl(input.endpoint, this.#o.policy);
+        checkWebPushKeys(input.keys);
+        value = { v: 1, kind: "webpush", endpoint: input.endpoint, keys: { p256dh: input.keys.p256dh, auth: input.keys.auth }, device, at };
+        break;
+      case "webhook":
+        checkTargetUrl(input.url, this.#o.policy);
+        secret = randomBytes(32).toString("base64url");
+        value = { v: 1, kind: "webhook", url: input.url, secret, device, at };
+        break;
+      default: {
+        const never: never = input;
+        throw new NatterError("BAD_FRAME", `unknown subscription kind ${JSON.stringify(never)}`);
+      }
+    }
+    const id = subscriptionId(user, input);
+    const existing = await this.list(user);
+    if (!existing.some((s) => s.id === id) && existing.length >= this.#o.maxPerUser) {
+      throw new NatterError("PUSH_SUBSCRIPTIONS_FULL", `a user has at most ${this.#o.maxPerUser} push subscriptions; remove one first`);
+    }
+    try {
+      await this.#o.js.publish(kvKeySubject(names.pushSubscriptionsBucket, pushSubscriptionKey(user, id)), encodeJson(value), { timeout: TIMEOUT_MS });
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", "could not store the push subscription", { cause: err });
+    }
+    return { id, kind: input.kind, ...(secret !== undefined ? { secret } : {}) };
+  }
+
+  /** Every live subscription of `user`. */
+  async list(user: string): Promise<Subscription[]> {
+    const filter = pushSubscriptionsFilter(user);
+    const prefix = filter.slice(0, -1);
+    const out: Subscription[] = [];
+    try {
+      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: [filter] });
+      for await (const sm of it) {
+        if (operationOf(sm.header) !== "PUT" || !sm.subject.startsWith(prefix)) continue;
+        const parsed = SubscriptionValue.safeParse(safeJson(sm.data));
+        if (!parsed.success) {
+          this.#o.log.warn({ subject: sm.subject }, "unreadable push subscription skipped");
+          continue;
+        }
+        out.push({ ...parsed.data, id: sm.subject.slice(prefix.length), user, revision: sm.seq });
+      }
+    } catch (err) {
+      if (isNotFound(err)) return out;
+      throw new NatterError("UNAVAILABLE", "push subscriptions unavailable", { cause: err });
+    }
+    return out;
+  }
+
+  /** Those of `users` that have at least one subscription (one request). */
+  async usersWithSubscriptions(users: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const unique = [...new Set(users)];
+    if (unique.length === 0) return found;
+    const prefix = kvKeySubject(names.pushSubscriptionsBucket, "");
+    try {
+      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: unique.map((u) => pushSubscriptionsFilter(u)) });
+      for await (const sm of it) {
+        if (operationOf(sm.header) !== "PUT") continue;
+        const user = sm.subject.slice(prefix.length).split(".")[0];
+        if (user !== undefined) found.add(user);
+      }
+    } catch (err) {
+      if (isNotFound(err)) return found;
+      throw new NatterError("UNAVAILABLE", "push subscriptions unavailable", { cause: err });
+    }
+    return found;
+  }
+
+  /**
+   * Removes a subscription. With `revision`, only if it is still that one (a push service's
+   * "gone" must not remove a subscription registered again since). True if removed.
+   */
+  async remove(user: string, id: string, revision?: number): Promise<boolean> {
+    const subject = kvKeySubject(names.pushSubscriptionsBucket, pushSubscriptionKey(user, id));
+    let expect = revision;
+    if (expect === undefined) {
+      const current = (await this.list(user)).find((s) => s.id === id);
+      if (!current) return false;
+      expect = current.revision;
+    }
+    const h = headers();
+    h.set("KV-Operation", "PURGE");
+    h.set("Nats-Rollup", "sub");
+    try {
+      await this.#o.js.publish(subject, undefined, {
+        headers: h,
+        ttl: `${SUBSCRIPTION_TOMBSTONE_TTL_S}s`,
+        expect: { lastSubjectSequence: expect },
+        timeout: TIMEOUT_MS,
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return false;
+      throw new NatterError("UNAVAILABLE", "could not remove the push subscription", { cause: err });
+    }
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return decodeJson(data);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,124 @@
+// Wires push notifications into a node: the VAPID keys, the subscriptions the edge registers, and
+// (with workers) the dispatcher and the push worker.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import webpush from "web-push";
+import { z } from "zod";
+import type { Config } from "../config/index.ts";
+import { NatterError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { SessionPush } from "../edge/index.ts";
+import type { PresenceStore } from "../presence/index.ts";
+import {
+  GuardedHttp,
+  PushDispatcher,
+  PushSenders,
+  PushSubscriptions,
+  PushWorker,
+  SendLedger,
+  WebhookSender,
+  WebPushSender,
+  type VapidKeys,
+} from "../push/index.ts";
+import type { ConversationDirectory, Topology } from "../streams/index.ts";
+
+const KeyPair = z.object({ publicKey: z.string().min(1), privateKey: z.string().min(1) });
+
+/** The VAPID key pair: configured, or kept in the data folder (like the JWT secret) so browsers' subscriptions survive restarts. */
+export function vapidKeys(cfg: Config): VapidKeys {
+  const { publicKey, privateKey, subject } = cfg.push.vapid;
+  if (publicKey !== undefined || privateKey !== undefined) {
+    if (publicKey === undefined || privateKey === undefined) {
+      throw new NatterError("CONFIG_INVALID", "push.vapid: set both publicKey and privateKey, or neither");
+    }
+    return { publicKey, privateKey, subject };
+  }
+  const file = path.resolve(cfg.dataDir, "vapid.json");
+  if (existsSync(file)) {
+    const parsed = KeyPair.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) throw new NatterError("CONFIG_INVALID", `${file} is not a VAPID key pair; remove it to make a new one`);
+    return { ...parsed.data, subject };
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  const keys = webpush.generateVAPIDKeys();
+  writeFileSync(file, `${JSON.stringify({ publicKey: keys.publicKey, privateKey: keys.privateKey })}\n`, { mode: 0o600 });
+  return { publicKey: keys.publicKey, privateKey: keys.privateKey, subject };
+}
+
+export interface PushNode {
+  edge: SessionPush;
+  subscriptions: PushSubscriptions;
+  close(): Promise<void>;
+}
+
+export interface PushDeps {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  directory: ConversationDirectory;
+  /** Absent when presence is off: then no one counts as online, and every recipient with a subscription gets pushes. */
+  presence: PresenceStore | undefined;
+  topology: Topology;
+  metrics: Metrics;
+  log: Logger;
+  /** Run the dispatcher and the push worker in this process. */
+  workers: boolean;
+}
+
+export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> {
+  const p = cfg.push;
+  const { js, jsm, log } = deps;
+  const vapid = vapidKeys(cfg);
+  const policy = { allowHosts: p.allowHosts };
+  const subscriptions = new PushSubscriptions({ js, jsm, policy, maxPerUser: p.maxSubscriptionsPerUser, log });
+  const stops: (() => Promise<void>)[] = [];
+  if (deps.workers) {
+    const presence = deps.presence;
+    const dispatcher = new PushDispatcher({
+      js,
+      directory: deps.directory,
+      subscriptions,
+      online: async (users) => {
+        if (!presence) return new Set();
+        const records = await presence.users(users);
+        return new Set(users.filter((u) => records.get(u)?.state.online === true));
+      },
+      topology: deps.topology,
+      content: p.content,
+      previewChars: p.previewChars,
+      maxAgeSec: p.maxAgeSec,
+      log,
+      metrics: deps.metrics,
+    });
+    const http = new GuardedHttp({ policy, timeoutMs: p.timeoutMs });
+    const worker = new PushWorker({
+      js,
+      subscriptions,
+      ledger: new SendLedger(js, jsm),
+      senders: new PushSenders({ webpush: new WebPushSender(http, vapid), webhook: new WebhookSender(http) }),
+      topology: deps.topology,
+      settings: { maxAttempts: p.maxAttempts, retryBaseMs: p.retryBaseMs, retryMaxMs: p.retryMaxMs, timeoutMs: p.timeoutMs, maxAgeSec: p.maxAgeSec, concurrency: p.concurrency },
+      log,
+      metrics: deps.metrics,
+    });
+    await worker.start();
+    stops.push(async () => {
+      await worker.stop();
+      http.close();
+    });
+    await dispatcher.start();
+    stops.push(() => dispatcher.stop());
+  }
+  return {
+    subscriptions,
+    edge: {
+      vapidPublicKey: vapid.publicKey,
+      register: (user, device, input) => subscriptions.register(user, device, input),
+      remove: (user, id) => subscriptions.remove(user, id),
+    },
+    async close() {
+      for (const stop of stops.reverse()) await stop();
+    },
+  };
+}

@@ -1,0 +1,81 @@
+// Images on the web chat page in headless Chromium: alice picks two images with the page's file
+// input and sends them with a line of text; bob's page lays out both thumbnails at their
+// dimensions, loads them through the SDK with his token, and a click opens the full image.
+import { existsSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { CHROMIUM, REPO_ROOT } from "../config/tools.ts";
+import { useNats } from "./harness/nats.ts";
+import { makeImage } from "./support/images.ts";
+import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
+
+const OUTPUT = path.join(REPO_ROOT, "test-output");
+/** FACTS.md, "Browser tests" (as test/web-page.int.test.ts). */
+const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const nats = useNats();
+const node = useNode(() => testConfig(nats.url, { auth: { jwtSecret: TEST_SECRET, devTokens: true } }));
+
+let browser: Browser | undefined;
+const pageErrors: string[] = [];
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM.binary)) {
+    throw new Error(`Chromium is not installed (${CHROMIUM.binary} is missing): run \`npx tsx scripts/obtain.ts chromium\` (apt-get install -y chromium, as root)`);
+  }
+  browser = await chromium.launch({ executablePath: CHROMIUM.binary, headless: true, args: CHROMIUM_FLAGS });
+  mkdirSync(OUTPUT, { recursive: true });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+async function signIn(user: string): Promise<{ ctx: BrowserContext; page: Page }> {
+  const ctx = await browser!.newContext({ viewport: { width: 900, height: 600 } });
+  onTestFinished(() => ctx.close());
+  const page = await ctx.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
+  await page.goto(`${node.url}/`);
+  await page.fill("#user", user);
+  await page.click("#login button");
+  await page.locator('#status[data-state="open"]').waitFor({ timeout: 15_000 });
+  return { ctx, page };
+}
+
+describe("images on the web chat page", () => {
+  it("sends two images picked with the file input; the other side shows the thumbnails and opens the full image", async () => {
+    const { page: alice } = await signIn("alice");
+    const { ctx: bobCtx, page: bob } = await signIn("bob");
+    await alice.fill("#peer", "bob");
+    await alice.click("#open-dm button");
+    await expect.poll(() => alice.textContent("#title")).toBe("bob");
+
+    await alice.setInputFiles("#files", [
+      { name: "wide.png", mimeType: "image/png", buffer: await makeImage("image/png", { width: 800, height: 400 }) },
+      { name: "tall.jpg", mimeType: "image/jpeg", buffer: await makeImage("image/jpeg", { width: 300, height: 600, gps: true }) },
+    ]);
+    await alice.fill("#text", "two pictures");
+    await alice.press("#text", "Enter");
+    await alice.locator("#log .msg[data-id]", { hasText: "two pictures" }).waitFor({ timeout: 15_000 });
+
+    await bob.locator("#convs li", { hasText: "alice" }).click();
+    const thumbs = bob.locator("#log .msg[data-id] .imgs img");
+    await expect.poll(() => thumbs.count(), { timeout: 15_000 }).toBe(2);
+    // Laid out from the message's dimensions, then loaded (decoded) from the edge.
+    expect(await thumbs.evaluateAll((imgs) => imgs.map((i) => [i.getAttribute("width"), i.getAttribute("height")]))).toEqual([
+      ["320", "160"],
+      ["160", "320"],
+    ]);
+    await expect
+      .poll(() => thumbs.evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth)), { timeout: 15_000 })
+      .toEqual([320, 160]);
+    const opened = bobCtx.waitForEvent("page");
+    await thumbs.first().click();
+    const full = await opened;
+    await full.waitForLoadState();
+    expect(full.url()).toMatch(/^blob:/);
+    expect(await full.evaluate(() => [document.images[0]?.naturalWidth, document.images[0]?.naturalHeight])).toEqual([800, 400]);
+    await bob.screenshot({ path: path.join(OUTPUT, "web-page-images-bob.png") });
+    expect(pageErrors).toEqual([]);
+  });
+});
