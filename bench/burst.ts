@@ -3,14 +3,9 @@
 // each, over real WebSockets. Without --url it starts a single-node natter (its own process, on
 // free ports, in a temp folder) and reports that process's RSS. Last line:
 //   burst: sent=… acked=… devices=… delivered_min=… gaps=… dups=… seconds=… msgs_per_s=… deliveries_per_s=…
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { REPO_ROOT } from "../config/index.ts";
+import { rssMb, startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -29,61 +24,8 @@ const WINDOW = Number(values.window);
 const DEADLINE = Date.now() + Number(values["timeout-s"]) * 1000;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
-}
 
-async function startNode(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
-  const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      NATTER_DATA_DIR: dir,
-      NATTER_EDGE__PORT: String(edge),
-      NATTER_NATS__EMBEDDED__PORT: String(nats),
-      NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
-      NATTER_WORKERS__HTTP_PORT: String(workers),
-      NATTER_EDGE__SENDS_PER_SECOND: "10000",
-      NATTER_LOG__LEVEL: "warn",
-      NATTER_LOG__PRETTY: "false",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${edge}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`natter exited (${proc.exitCode}) before it was ready`);
-    if (Date.now() > until) throw new Error("natter was not ready within 60 s");
-    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return {
-    url,
-    pid: proc.pid!,
-    stop: async () => {
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGINT");
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 type Frame = { type: string; ref?: string; [k: string]: unknown };
 
@@ -124,7 +66,7 @@ class Device {
 }
 
 async function main(): Promise<void> {
-  const node = values.url ? undefined : await startNode();
+  const node = values.url ? undefined : await startBenchNode({ NATTER_EDGE__SENDS_PER_SECOND: "10000" });
   const url = values.url ?? node!.url;
   say(`target ${url}${node ? ` (natter pid ${node.pid})` : ""}; ${MESSAGES} messages, ${MEMBERS} members × 2 devices, ${SENDERS} senders, window ${WINDOW}`);
   try {

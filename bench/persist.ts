@@ -3,7 +3,7 @@
 // and (b) straight through the driver's executeConcurrent, on the same Cassandra node, and
 // compares. Uses a running test Cassandra (`npx tsx scripts/test-servers.ts up`) or starts one.
 // Last line: persist: messages=… persister_rows_per_s=… driver_rows_per_s=… ratio=…
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";

@@ -7,17 +7,12 @@
 // the steady state, the worst case. Target: ≤ 120 / ttl_s per device per minute (one write per
 // ttl/2). Last line:
 //   presence: devices=… ttl_s=… heartbeat_s=… kv_writes_per_device_per_min=…
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { WebSocket } from "ws";
-import { REPO_ROOT } from "../config/index.ts";
 import { names } from "../streams/index.ts";
+import { startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -35,55 +30,7 @@ if (!(SECONDS > 0 && SECONDS <= 3600 && DEVICES >= 2 && DEVICES <= 20_000 && TTL
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function startNode(): Promise<{ url: string; natsUrl: string; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-presence-"));
-  const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      NATTER_DATA_DIR: dir,
-      NATTER_EDGE__PORT: String(edge),
-      NATTER_NATS__EMBEDDED__PORT: String(nats),
-      NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
-      NATTER_WORKERS__HTTP_PORT: String(workers),
-      NATTER_PRESENCE__TTL_SEC: String(TTL_S),
-      NATTER_LOG__LEVEL: "warn",
-      NATTER_LOG__PRETTY: "false",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const exited = new Promise((r) => proc.once("exit", r));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGINT");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const url = `http://127.0.0.1:${edge}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`natter exited (${proc.exitCode}) before it was ready`);
-    if (Date.now() > until) {
-      await stop();
-      throw new Error("natter was not ready within 60 s");
-    }
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break;
-    await sleep(200);
-  }
-  return { url, natsUrl: `nats://127.0.0.1:${nats}`, stop };
-}
 
 class Device {
   readonly ws: WebSocket;
@@ -155,7 +102,7 @@ async function keys(jsm: JetStreamManager): Promise<{ live: number; gone: number
 }
 
 async function main(): Promise<void> {
-  const node = await startNode();
+  const node = await startBenchNode({ NATTER_PRESENCE__TTL_SEC: String(TTL_S) });
   const nc = await connect({ servers: node.natsUrl });
   const devices: Device[] = [];
   try {

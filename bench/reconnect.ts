@@ -6,16 +6,11 @@
 // messages in a 1:1 (the receiver's second device, online, confirms the fan-out is done), then
 // the device comes back with its stored cursor. Last line:
 //   reconnect: missed=… runs=… welcome_ms=… caught_up_ms=… frames_in=… bytes_in=… frames_out=… sdk_min_bytes=… sdk_gzip_bytes=…
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
 import { MemoryCursorStore, NatterClient, devToken } from "../client/src/index.js";
-import { REPO_ROOT } from "../config/index.ts";
 import { sdkSize } from "../scripts/build-client.ts";
+import { startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -30,54 +25,7 @@ const RUNS = Math.min(Number(values.runs), 20);
 const DEADLINE = Date.now() + Number(values["timeout-s"]) * 1000;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function startNode(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
-  const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      NATTER_DATA_DIR: dir,
-      NATTER_EDGE__PORT: String(edge),
-      NATTER_NATS__EMBEDDED__PORT: String(nats),
-      NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
-      NATTER_WORKERS__HTTP_PORT: String(workers),
-      NATTER_EDGE__SENDS_PER_SECOND: "10000",
-      NATTER_LOG__LEVEL: "warn",
-      NATTER_LOG__PRETTY: "false",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${edge}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`natter exited (${proc.exitCode}) before it was ready`);
-    if (Date.now() > until) throw new Error("natter was not ready within 60 s");
-    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return {
-    url,
-    stop: async () => {
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGINT");
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** The `ws` WebSocket, counting what crosses the wire. */
 const wire = { framesIn: 0, bytesIn: 0, framesOut: 0 };
@@ -110,7 +58,7 @@ function until<T>(what: string, check: () => T | undefined): Promise<T> {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
-  const node = values.url ? { url: values.url, stop: async () => {} } : await startNode();
+  const node = values.url ? { url: values.url, stop: async () => {} } : await startBenchNode({ NATTER_EDGE__SENDS_PER_SECOND: "10000" });
   const clients: NatterClient[] = [];
   try {
     const make = (user: string, device: string, opts: { store?: MemoryCursorStore; counted?: boolean; window?: number } = {}) => {

@@ -25,6 +25,7 @@ import type { ConversationDirectory } from "../streams/conversations.ts";
 import { decodeJson, encodeJson, ImageRefSchema, type ImageRef } from "../streams/messages.ts";
 import { names, uploadKeySubject } from "../streams/subjects.ts";
 import { disableImageCache, processImage } from "./process.ts";
+import { Semaphore } from "../core/semaphore.ts";
 
 export type ImageVariant = "full" | "thumb";
 export const IMAGE_VARIANTS: readonly ImageVariant[] = ["full", "thumb"];
@@ -72,26 +73,6 @@ export interface ImageServiceDeps {
   log: Logger;
 }
 
-class Slots {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) next();
-    else this.#free++;
-  }
-}
-
 /**
  * Reads a body to its end, keeping at most `max` bytes: IMAGE_TOO_LARGE when it is longer. Past
  * `max` the rest is read and dropped (so an HTTP client still gets the answer rather than a reset
@@ -120,7 +101,7 @@ function isNotFound(err: unknown): boolean {
 
 export class ImageService {
   readonly #d: ImageServiceDeps;
-  readonly #slots: Slots;
+  readonly #slots: Semaphore;
   /** Uploads being read, waiting or processed; at most 9 × maxConcurrent (each holds ≤ maxBytes). */
   #admitted = 0;
   readonly #maxAdmitted: number;
@@ -130,7 +111,7 @@ export class ImageService {
 
   constructor(deps: ImageServiceDeps) {
     this.#d = deps;
-    this.#slots = new Slots(deps.config.maxConcurrent);
+    this.#slots = new Semaphore(deps.config.maxConcurrent);
     this.#maxAdmitted = deps.config.maxConcurrent * 9;
     this.#ttl = `${deps.config.orphanAfterSec}s`;
     disableImageCache();

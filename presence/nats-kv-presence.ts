@@ -31,6 +31,7 @@ import {
   presenceKeyParts,
 } from "../streams/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
+import { Semaphore } from "../core/semaphore.ts";
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
@@ -41,26 +42,6 @@ const MAX_PAGES = 10;
 const START_ATTEMPTS = 5;
 /** Device changes handled at once (of different users). */
 const MAX_IN_FLIGHT = 64;
-
-class Slots {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) next();
-    else this.#free++;
-  }
-}
 
 const DeviceValue = z.object({ v: z.literal(1), start: z.boolean(), ts: z.number() });
 const UserValue = z.object({
@@ -211,7 +192,7 @@ export class NatsKvPresence implements PresenceStore {
     // Changes of one user are handled one after another, in stream order; different users'
     // concurrently (bounded), so a killed edge's thousands of expiries are not handled in series.
     const perUser = new Map<string, Promise<void>>();
-    const slots = new Slots(MAX_IN_FLIGHT);
+    const slots = new Semaphore(MAX_IN_FLIGHT);
     const loop = (async () => {
       for await (const m of messages) {
         let change: DeviceChange | null;

@@ -18,6 +18,7 @@ import type { ConversationDirectory } from "./conversations.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
 import { ConversationEventSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
 import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
+import { Semaphore } from "../core/semaphore.ts";
 
 export interface FanoutDeps {
   js: JetStreamClient;
@@ -41,26 +42,6 @@ function safeJson(data: Uint8Array): unknown {
     return decodeJson(data);
   } catch {
     return undefined;
-  }
-}
-
-class Semaphore {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) next();
-    else this.#free++;
   }
 }
 

@@ -1,0 +1,71 @@
+// What the benchmarks share: a single-node natter started as its own process on free ports in a
+// temp folder (so its RSS is its own), stopped with SIGINT like a user's Ctrl-C.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { REPO_ROOT } from "../config/index.ts";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+export interface BenchNode {
+  url: string;
+  natsUrl: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz. */
+export async function startBenchNode(env: Record<string, string> = {}): Promise<BenchNode> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
+  const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
+    cwd: REPO_ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NATTER_DATA_DIR: dir,
+      NATTER_EDGE__PORT: String(edge),
+      NATTER_NATS__EMBEDDED__PORT: String(nats),
+      NATTER_NATS__EMBEDDED__HTTP_PORT: String(mon),
+      NATTER_WORKERS__HTTP_PORT: String(workers),
+      NATTER_LOG__LEVEL: "warn",
+      NATTER_LOG__PRETTY: "false",
+      ...env,
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const exited = new Promise((r) => proc.once("exit", r));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGINT");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const url = `http://127.0.0.1:${edge}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`natter exited (${proc.exitCode}) before it was ready`);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error("natter was not ready within 60 s");
+    }
+    if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { url, natsUrl: `nats://127.0.0.1:${nats}`, pid: proc.pid!, stop };
+}
