@@ -31,6 +31,8 @@ export default defineConfig({
           exclude,
           globalSetup: ["test/harness/global-setup.ts"],
           testTimeout: 60_000,
+          // Real servers on 2 shared cores: eventual outcomes get 10 s by default, not 1 s.
+          expect: { poll: { timeout: 10_000, interval: 100 } },
           hookTimeout: 120_000,
           // 2 cores, and Cassandra is running beside the tests.
           maxWorkers: 2,
