@@ -930,7 +930,9 @@ export class NatterClient {
     try {
       await this.#request({ type: "typing", conv });
     } catch (err) {
-      if (err instanceof NatterError && (err.code === "RATE_LIMITED" || err.code === "DISCONNECTED")) return;
+      // Ephemeral: a signal lost to a rate limit, a disconnect or close() matters to no one, and
+      // callers fire it on every keystroke without awaiting.
+      if (err instanceof NatterError && (err.code === "RATE_LIMITED" || err.code === "DISCONNECTED" || err.code === "CLOSED")) return;
       throw err;
     }
   }
