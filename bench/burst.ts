@@ -66,7 +66,7 @@ class Device {
 }
 
 async function main(): Promise<void> {
-  const node = values.url ? undefined : await startBenchNode({ NATTER_EDGE__SENDS_PER_SECOND: "10000" });
+  const node = values.url ? undefined : await startBenchNode({ NATTER_EDGE__SENDS_PER_SECOND: "10000", ...(process.env.BENCH_NO_PUSH ? { NATTER_PUSH__ENABLED: "false" } : {}) });
   const url = values.url ?? node!.url;
   say(`target ${url}${node ? ` (natter pid ${node.pid})` : ""}; ${MESSAGES} messages, ${MEMBERS} members × 2 devices, ${SENDERS} senders, window ${WINDOW}`);
   try {

@@ -113,6 +113,21 @@ export function inboxFrame(seq: number, e: InboxEntry): ServerFrame {
   }
 }
 
+const MSG_ENTRY_PREFIX = '{"v":1,"type":"msg",';
+const utf8 = new TextDecoder();
+
+/**
+ * The device frame of a live inbox item. A text message's frame is its inbox entry without `v`
+ * and with the cursor, so it is spliced as text instead of parsed, validated and re-encoded for
+ * every connected user (the fan-out wrote the entry from a validated event; edge/session.test.ts
+ * checks both paths give the same frame). Anything else takes the parsing path.
+ */
+export function liveFrame(seq: number, data: Uint8Array): string {
+  const text = utf8.decode(data);
+  if (text.startsWith(MSG_ENTRY_PREFIX)) return `{"type":"msg","cursor":${seq},${text.slice(MSG_ENTRY_PREFIX.length)}`;
+  return JSON.stringify(inboxFrame(seq, parseInboxEntry(data)));
+}
+
 export class DeviceSession {
   readonly #ws: WebSocket;
   readonly #s: SessionServices;
@@ -377,7 +392,7 @@ export class DeviceSession {
   /** A live item is encoded once for all devices of its user on this edge (the frame is the same). */
   #deliverLive(item: LiveItem): void {
     if (item.seq <= this.#last) return;
-    item.frame ??= JSON.stringify(inboxFrame(item.seq, parseInboxEntry(item.data)));
+    item.frame ??= liveFrame(item.seq, item.data);
     if (this.#sendText(item.frame)) this.#last = item.seq;
   }
 

@@ -9,8 +9,9 @@ import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 import {
-  ConversationMessageSchema,
+  ConversationEventSchema,
   decodeJson,
+  MembershipTracker,
   encodeJson,
   names,
   pushMsgId,
@@ -54,8 +55,11 @@ export class PushDispatcher {
   /** Push requests queued (tests, logs). */
   queued = 0;
 
+  readonly #tracker: MembershipTracker;
+
   constructor(deps: PushDispatcherDeps) {
     this.#deps = deps;
+    this.#tracker = new MembershipTracker(deps.directory);
   }
 
   async start(): Promise<void> {
@@ -83,9 +87,16 @@ export class PushDispatcher {
 
   /** The push requests of one conversation message. */
   async requestsOf(m: JsMsg): Promise<PushRequest[]> {
-    const { directory, subscriptions, log } = this.#deps;
-    const parsed = ConversationMessageSchema.safeParse(safeJson(m.data));
-    if (!parsed.success) {
+    const { subscriptions, log } = this.#deps;
+    // Synchronously, in delivery order (before any await): the membership tracker relies on it.
+    this.#tracker.observe(m.info.deliverySequence);
+    const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+    if (parsed.success && parsed.data.type === "members") {
+      // The consumer sees membership changes too, so members are known in stream order.
+      if (!m.redelivered) this.#tracker.remember(parsed.data.conv, parsed.data.members, m.seq);
+      return [];
+    }
+    if (!parsed.success || parsed.data.type !== "msg") {
       // Not a message (the filter lets only message subjects through), or unreadable: the
       // fan-out dead-letters unreadable events; nothing to push.
       log.warn({ stream: m.info.stream, seq: m.seq }, "push: not a readable message; skipped");
@@ -93,12 +104,12 @@ export class PushDispatcher {
     }
     const msg = parsed.data;
     if (Date.now() - msg.ts > this.#deps.maxAgeSec * 1000) return [];
-    const conv = await directory.getAsOf(msg.conv, m.seq);
-    if (!conv) {
+    const members = await this.#tracker.membersAt(msg.conv, m.seq, m.redelivered);
+    if (!members) {
       log.warn({ stream: m.info.stream, seq: m.seq, conv: msg.conv }, "push: no membership at this message; skipped");
       return [];
     }
-    const recipients = conv.members.filter((u) => u !== msg.from);
+    const recipients = members.filter((u) => u !== msg.from);
     if (recipients.length === 0) return [];
     const subscribed = [...(await subscriptions.usersWithSubscriptions(recipients))];
     if (subscribed.length === 0) return [];

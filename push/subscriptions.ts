@@ -102,6 +102,9 @@ export function subscriptionId(user: string, input: RegisterInput): string {
   return `ps_${createHash("sha256").update(`${user}\n${input.kind}\n${target}`).digest("base64url").slice(0, 22)}`;
 }
 
+const HAS_SUBSCRIPTION_TTL_MS = 2000;
+const HAS_SUBSCRIPTION_MAX = 100_000;
+
 export class PushSubscriptions {
   readonly #o: PushSubscriptionsOptions;
   readonly #stream = names.kvStream(names.pushSubscriptionsBucket);
@@ -113,6 +116,7 @@ export class PushSubscriptions {
   /** Registers (or replaces) a subscription of `user`, checking its target. */
   async register(user: string, device: string, input: RegisterInput): Promise<Registered> {
     checkId("user id", user);
+    this.#hasSubscription.delete(user);
     let value: SubscriptionValue;
     let secret: string | undefined;
     const at = Date.now();
@@ -168,31 +172,52 @@ export class PushSubscriptions {
     return out;
   }
 
-  /** Those of `users` that have at least one subscription (one request). */
+  /**
+   * Who of `users` has at least one subscription: one request for those not answered in the
+   * last HAS_SUBSCRIPTION_TTL_MS. The push dispatcher asks for every message's recipients; a
+   * registration made on another node is seen within that time (this node's own at once).
+   */
   async usersWithSubscriptions(users: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
-    const unique = [...new Set(users)];
-    if (unique.length === 0) return found;
+    const now = Date.now();
+    const ask: string[] = [];
+    for (const u of new Set(users)) {
+      const known = this.#hasSubscription.get(u);
+      if (known && known.until > now) {
+        if (known.has) found.add(u);
+      } else {
+        ask.push(u);
+      }
+    }
+    if (ask.length === 0) return found;
+    const fresh = new Set<string>();
     const prefix = kvKeySubject(names.pushSubscriptionsBucket, "");
     try {
-      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: unique.map((u) => pushSubscriptionsFilter(u)) });
+      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: ask.map((u) => pushSubscriptionsFilter(u)) });
       for await (const sm of it) {
         if (operationOf(sm.header) !== "PUT") continue;
         const user = sm.subject.slice(prefix.length).split(".")[0];
-        if (user !== undefined) found.add(user);
+        if (user !== undefined) fresh.add(user);
       }
     } catch (err) {
-      if (isNotFound(err)) return found;
-      throw new NatterError("UNAVAILABLE", "push subscriptions unavailable", { cause: err });
+      if (!isNotFound(err)) throw new NatterError("UNAVAILABLE", "push subscriptions unavailable", { cause: err });
+    }
+    if (this.#hasSubscription.size + ask.length > HAS_SUBSCRIPTION_MAX) this.#hasSubscription.clear();
+    for (const u of ask) {
+      this.#hasSubscription.set(u, { has: fresh.has(u), until: now + HAS_SUBSCRIPTION_TTL_MS });
+      if (fresh.has(u)) found.add(u);
     }
     return found;
   }
+
+  readonly #hasSubscription = new Map<string, { has: boolean; until: number }>();
 
   /**
    * Removes a subscription. With `revision`, only if it is still that one (a push service's
    * "gone" must not remove a subscription registered again since). True if removed.
    */
   async remove(user: string, id: string, revision?: number): Promise<boolean> {
+    this.#hasSubscription.delete(user);
     const subject = kvKeySubject(names.pushSubscriptionsBucket, pushSubscriptionKey(user, id));
     let expect = revision;
     if (expect === undefined) {

@@ -32,7 +32,8 @@ export function pushConsumerConfig(streams: StreamsConfig, shard: number): Parti
     ...workerConsumerConfig(streams, names.pushConsumer),
     // Created on a stream with history: no pushes for messages sent before push was turned on.
     deliver_policy: DeliverPolicy.New,
-    filter_subject: names.pushConsumerFilter(shard),
+    // Messages, and membership changes so the dispatcher knows members in stream order.
+    filter_subjects: [names.pushConsumerFilter(shard), names.pushConsumerMembershipFilter(shard)],
   };
 }
 

@@ -10,6 +10,7 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { AckedPublisher } from "./acked-publisher.ts";
+import { MembershipTracker } from "./membership-tracker.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -35,7 +36,6 @@ export interface FanoutDeps {
   maxAttempts?: number;
 }
 
-const MEMBERSHIP_CACHE = 100_000;
 
 function safeJson(data: Uint8Array): unknown {
   try {
@@ -53,10 +53,12 @@ export class FanoutWorker {
   delivered = 0;
 
   readonly #publisher: AckedPublisher | undefined;
+  readonly #tracker: MembershipTracker;
 
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
     this.#publisher = deps.nc ? new AckedPublisher(deps.nc) : undefined;
+    this.#tracker = new MembershipTracker(deps.directory);
   }
 
   #publishCopy(c: { subject: string; msgID: string; data: Uint8Array }): Promise<unknown> {
@@ -96,34 +98,8 @@ export class FanoutWorker {
     }
   }
 
-  /**
-   * Membership in force at each message, kept in stream order: the last membership event this
-   * loop saw for the conversation. Exact only while this process sees every delivery of the
-   * consumer, so it is dropped when a delivery sequence is skipped (another process took some).
-   */
-  readonly #members = new Map<string, { members: string[]; seq: number }>();
-  #lastDelivery = 0;
-
-  #remember(conv: string, members: string[], seq: number): void {
-    const known = this.#members.get(conv);
-    if (known && known.seq > seq) return;
-    this.#members.delete(conv);
-    this.#members.set(conv, { members, seq });
-    if (this.#members.size > MEMBERSHIP_CACHE) this.#members.delete(this.#members.keys().next().value!);
-  }
-
-  async #membersAt(conv: string, seq: number, exact: boolean): Promise<string[] | null> {
-    if (seq <= 0) return null; // before the stream's first message (up_to_seq 0 would mean "no limit")
-    const known = exact ? undefined : this.#members.get(conv);
-    if (known && known.seq < seq) return known.members;
-    const c = await this.#deps.directory.getAsOf(conv, seq);
-    if (c && !exact) this.#remember(conv, c.members, c.revision);
-    return c?.members ?? null;
-  }
-
   async #copiesOf(m: JsMsg): Promise<{ copies: { subject: string; msgID: string; data: Uint8Array }[]; index: IndexUpdate[] }> {
-    if (m.info.deliverySequence !== this.#lastDelivery + 1) this.#members.clear();
-    this.#lastDelivery = m.info.deliverySequence;
+    this.#tracker.observe(m.info.deliverySequence);
     const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
     if (!parsed.success) throw new NatterError("BAD_FRAME", `unreadable event at ${m.info.stream}#${m.seq}`);
     const ev = parsed.data;
@@ -133,14 +109,14 @@ export class FanoutWorker {
     const index: IndexUpdate[] = [];
     if (ev.type === "members") {
       // Everyone before and after the change hears of it (a removed member learns of the removal).
-      const before = (await this.#membersAt(ev.conv, m.seq - 1, exact)) ?? [];
+      const before = (await this.#tracker.membersAt(ev.conv, m.seq - 1, exact)) ?? [];
       recipients = [...new Set([...before, ...ev.members])];
-      if (!exact) this.#remember(ev.conv, ev.members, m.seq);
+      if (!exact) this.#tracker.remember(ev.conv, ev.members, m.seq);
       // Joined and left members' entries in the user-convs index.
       for (const u of ev.members) if (!before.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: true, at: m.seq } });
       for (const u of before) if (!ev.members.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: false, at: m.seq } });
     } else {
-      const members = await this.#membersAt(ev.conv, m.seq, exact);
+      const members = await this.#tracker.membersAt(ev.conv, m.seq, exact);
       if (!members) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${ev.conv} of ${m.info.stream}#${m.seq}`);
       recipients = members;
       if (ev.type === "receipt") index.push({ user: ev.user, conv: ev.conv, receipt: { delivered: ev.delivered, read: ev.read } });

@@ -20,3 +20,4 @@ export { deadLetter, DEAD_HEADERS } from "./dead-letter.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
 export { ConversationIndex, mergeIndexEntry, type IndexEntry, type IndexUpdate } from "./conversation-index.ts";
 export { Receipts, UNREAD_EXACT, type ConversationSummary, type MarkInput, type MarkResult, type ReceiptState } from "./receipts.ts";
+export { MembershipTracker } from "./membership-tracker.ts";

@@ -76,6 +76,7 @@ export const names = {
   pushConsumer: "push",
   /** The push consumer's filter: a conversation stream's message subjects (not membership or receipts). */
   pushConsumerFilter: (shard: number) => `conv.${shard}.*`,
+  pushConsumerMembershipFilter: (shard: number) => `conv.${shard}.*.members`,
   /** Durable consumer on each push stream that sends the pushes. */
   pushSenderConsumer: "push-sender",
   /** KV bucket of push subscriptions: key `<user>.<subscription id>`. */
