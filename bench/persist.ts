@@ -24,6 +24,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "256" },
     "timeout-s": { type: "string", default: "600" },
     batch: { type: "string" },
+    "ack-pending": { type: "string" },
     ahead: { type: "string" },
   },
 });
@@ -72,7 +73,7 @@ async function main(): Promise<void> {
     cleanups.push(() => nc.drain());
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const streams = loadConfig({ env: {} }).streams;
+    const streams = loadConfig({ env: {}, overrides: values["ack-pending"] ? { streams: { maxAckPending: Number(values["ack-pending"]) } } : {} }).streams;
     await ensureTopology(jsm, streams);
     const topology = topologyOf(streams);
     const run = `bench_${Date.now().toString(36)}`;
