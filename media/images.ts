@@ -26,6 +26,7 @@ import { decodeJson, encodeJson, ImageRefSchema, type ImageRef } from "../stream
 import { names, uploadKeySubject } from "../streams/subjects.ts";
 import { disableImageCache, processImage } from "./process.ts";
 import { Semaphore } from "../core/semaphore.ts";
+import { isNotFound } from "../streams/index.ts";
 
 export type ImageVariant = "full" | "thumb";
 export const IMAGE_VARIANTS: readonly ImageVariant[] = ["full", "thumb"];
@@ -95,9 +96,6 @@ function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err as { status?: unknown; code?: unknown }).status === 404 || (err as { code?: unknown }).code === 404;
-}
 
 export class ImageService {
   readonly #d: ImageServiceDeps;

@@ -4,8 +4,9 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { ConversationEventSchema, deadLetter, decodeJson, names, type Topology } from "../streams/index.ts";
+import { ConversationEventSchema, deadLetter, names, type Topology } from "../streams/index.ts";
 import type { MessageStore, StoredMessage } from "./message-store.ts";
+import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PersisterDeps {
   js: JetStreamClient;
@@ -185,7 +186,7 @@ function backoff(attempt: number): number {
 const NOT_STORED = Symbol("not stored");
 
 function toRow(m: JsMsg): StoredMessage | typeof NOT_STORED | undefined {
-  const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+  const parsed = ConversationEventSchema.safeParse(decodeJsonOrUndefined(m.data));
   if (!parsed.success) return undefined;
   const p = parsed.data;
   if (p.type === "receipt") return NOT_STORED;
@@ -203,10 +204,3 @@ function toRow(m: JsMsg): StoredMessage | typeof NOT_STORED | undefined {
       };
 }
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}

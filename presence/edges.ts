@@ -7,7 +7,8 @@ import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
-import { decodeJson, edgeKey, encodeJson, kvKeySubject, names } from "../streams/index.ts";
+import { edgeKey, encodeJson, kvKeySubject, names } from "../streams/index.ts";
+import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export const EdgeInfoSchema = z.object({
   id: z.string(),
@@ -106,7 +107,7 @@ export class EdgeRegistry {
       const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: [names.kvStreamSubjects(names.edgesBucket)] });
       for await (const sm of it) {
         if (sm.header?.has("Nats-Marker-Reason") || sm.header?.has("KV-Operation")) continue; // expired or removed
-        const parsed = EdgeInfoSchema.safeParse(safeJson(sm.data));
+        const parsed = EdgeInfoSchema.safeParse(decodeJsonOrUndefined(sm.data));
         if (parsed.success) out.push(parsed.data);
       }
     } catch (err) {
@@ -170,10 +171,3 @@ export class EdgeRegistry {
 /** How long an edge's removal tombstone and expiry markers stay in the `edges` bucket (seconds). */
 export const EDGE_TOMBSTONE_TTL_S = 60;
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}

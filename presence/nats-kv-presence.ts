@@ -9,14 +9,13 @@
 // rather than being refreshed, so refreshes cost the worker one ack and nothing else.
 import {
   JetStreamApiError,
-  JetStreamError,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
@@ -32,6 +31,7 @@ import {
 } from "../streams/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 import { Semaphore } from "../core/semaphore.ts";
+import { isNotFound, kvOperation } from "../streams/index.ts";
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
@@ -61,22 +61,11 @@ export interface NatsKvPresenceOptions {
   log: Logger;
 }
 
-type Operation = "PUT" | "DEL" | "PURGE";
-
-/** The KV operation of a stored or consumed message; an expiry marker counts as PURGE. */
-function operationOf(h: MsgHdrs | undefined): Operation {
-  if (h?.has("Nats-Marker-Reason")) return "PURGE";
-  const op = h?.get("KV-Operation");
-  return op === "DEL" || op === "PURGE" ? op : "PUT";
-}
 
 function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.status === 404) || (err instanceof JetStreamError && (err as { code?: unknown }).code === 404);
-}
 
 function unavailable(err: unknown): NatterError {
   return err instanceof NatterError ? err : new NatterError("UNAVAILABLE", "presence store unavailable", { cause: err });
@@ -126,7 +115,7 @@ export class NatsKvPresence implements PresenceStore {
       }
       for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
         const last = await this.#last(this.#devicesStream, subject);
-        const live = last !== null && operationOf(last.header) === "PUT";
+        const live = last !== null && kvOperation(last.header) === "PUT";
         try {
           return { revision: await this.#write(subject, !live, last?.seq ?? 0, ttl), started: !live };
         } catch (err) {
@@ -167,7 +156,7 @@ export class NatsKvPresence implements PresenceStore {
             n++;
             seq = sm.seq + 1;
             // A key rewritten while this pages ahead shows up again: count each key once.
-            if (operationOf(sm.header) === "PUT" && sm.subject.startsWith(prefix)) out.add(sm.subject.slice(prefix.length));
+            if (kvOperation(sm.header) === "PUT" && sm.subject.startsWith(prefix)) out.add(sm.subject.slice(prefix.length));
           }
         } catch (err) {
           if (isNotFound(err)) break;
@@ -238,7 +227,7 @@ export class NatsKvPresence implements PresenceStore {
   #changeOf(m: JsMsg): DeviceChange | null {
     const { user, device } = presenceKeyParts(m.subject.slice(this.#keyPrefix.length));
     const at = Math.floor(m.info.timestampNanos / 1e6);
-    if (operationOf(m.headers) !== "PUT") return { user, device, online: false, at };
+    if (kvOperation(m.headers) !== "PUT") return { user, device, online: false, at };
     const value = DeviceValue.parse(decodeJson(m.data));
     return value.start ? { user, device, online: true, at } : null;
   }
@@ -253,7 +242,7 @@ export class NatsKvPresence implements PresenceStore {
           const it = await this.#jsm.direct.getLastMessagesFor(this.#usersStream, { multi_last: [...bySubject.keys()] });
           for await (const sm of it) {
             const user = bySubject.get(sm.subject);
-            if (user === undefined || operationOf(sm.header) !== "PUT") continue;
+            if (user === undefined || kvOperation(sm.header) !== "PUT") continue;
             const v = UserValue.parse(decodeJson(sm.data));
             out.set(user, { state: { online: v.online, since: v.since, lastSeen: v.lastSeen }, revision: sm.seq });
           }

@@ -10,7 +10,6 @@ import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
 import {
   ConversationEventSchema,
-  decodeJson,
   MembershipTracker,
   encodeJson,
   names,
@@ -22,6 +21,7 @@ import {
 import { renderNotification, type PushContent } from "./content.ts";
 import type { PushRequest } from "./request.ts";
 import type { PushSubscriptions } from "./subscriptions.ts";
+import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PushDispatcherDeps {
   js: JetStreamClient;
@@ -39,13 +39,6 @@ export interface PushDispatcherDeps {
   maxInFlight?: number;
 }
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}
 
 export class PushDispatcher {
   readonly #deps: PushDispatcherDeps;
@@ -90,7 +83,7 @@ export class PushDispatcher {
     const { subscriptions, log } = this.#deps;
     // Synchronously, in delivery order (before any await): the membership tracker relies on it.
     this.#tracker.observe(m.info.deliverySequence);
-    const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+    const parsed = ConversationEventSchema.safeParse(decodeJsonOrUndefined(m.data));
     if (parsed.success && parsed.data.type === "members") {
       // The consumer sees membership changes too, so members are known in stream order.
       if (!m.redelivered) this.#tracker.remember(parsed.data.conv, parsed.data.members, m.seq);

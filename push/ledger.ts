@@ -14,11 +14,12 @@
 // taken. The one window where a push can go out twice: a worker that dies after the push service
 // accepted the request and before "sent" is written (one round trip to NATS). The repeat carries
 // the same push id (Web Push `Topic`, webhook `Natter-Push-Id`), so the receiver can drop it.
-import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
-import { decodeJson, encodeJson, kvKeySubject, names } from "../streams/index.ts";
+import { encodeJson, kvKeySubject, names } from "../streams/index.ts";
+import { decodeJsonOrUndefined, isNotFound } from "../streams/index.ts";
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
@@ -39,9 +40,6 @@ export type Claim =
 
 export type Settlement = { state: "sent" } | { state: "retry" } | { state: "dropped"; reason: string };
 
-function isNotFound(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.status === 404) || (err instanceof JetStreamError && (err as { code?: unknown }).code === 404);
-}
 
 function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
@@ -76,7 +74,7 @@ export class SendLedger {
     const last = await this.#last(subject);
     let resumed = false;
     if (last && isPut(last.header)) {
-      const parsed = Marker.safeParse(safeJson(last.data));
+      const parsed = Marker.safeParse(decodeJsonOrUndefined(last.data));
       const m: Marker | undefined = parsed.success ? parsed.data : undefined;
       if (m?.state === "sent" || m?.state === "dropped") return { kind: "done", state: m.state };
       if (m?.state === "sending") {
@@ -117,10 +115,3 @@ export class SendLedger {
   }
 }
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}

@@ -4,14 +4,15 @@
 // again (a browser re-subscribing, a retried register) replaces it instead of adding a second one
 // that would receive every push twice.
 import { createECDH, createHash, randomBytes } from "node:crypto";
-import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { headers, type MsgHdrs } from "@nats-io/transport-node";
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import type { Logger } from "../core/logger.ts";
-import { decodeJson, encodeJson, kvKeySubject, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../streams/index.ts";
+import { encodeJson, kvKeySubject, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../streams/index.ts";
 import { checkTargetUrl, type TargetPolicy } from "./targets.ts";
+import { decodeJsonOrUndefined, isNotFound, kvOperation } from "../streams/index.ts";
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
@@ -66,16 +67,7 @@ export interface PushSubscriptionsOptions {
   log: Logger;
 }
 
-type Operation = "PUT" | "DEL" | "PURGE";
-function operationOf(h: MsgHdrs | undefined): Operation {
-  if (h?.has("Nats-Marker-Reason")) return "PURGE";
-  const op = h?.get("KV-Operation");
-  return op === "DEL" || op === "PURGE" ? op : "PUT";
-}
 
-function isNotFound(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.status === 404) || (err instanceof JetStreamError && (err as { code?: unknown }).code === 404);
-}
 
 function decodeKey(value: string, bytes: number, field: string): Buffer {
   const buf = base64url.test(value) ? Buffer.from(value, "base64url") : Buffer.alloc(0);
@@ -157,8 +149,8 @@ export class PushSubscriptions {
     try {
       const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: [filter] });
       for await (const sm of it) {
-        if (operationOf(sm.header) !== "PUT" || !sm.subject.startsWith(prefix)) continue;
-        const parsed = SubscriptionValue.safeParse(safeJson(sm.data));
+        if (kvOperation(sm.header) !== "PUT" || !sm.subject.startsWith(prefix)) continue;
+        const parsed = SubscriptionValue.safeParse(decodeJsonOrUndefined(sm.data));
         if (!parsed.success) {
           this.#o.log.warn({ subject: sm.subject }, "unreadable push subscription skipped");
           continue;
@@ -195,7 +187,7 @@ export class PushSubscriptions {
     try {
       const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: ask.map((u) => pushSubscriptionsFilter(u)) });
       for await (const sm of it) {
-        if (operationOf(sm.header) !== "PUT") continue;
+        if (kvOperation(sm.header) !== "PUT") continue;
         const user = sm.subject.slice(prefix.length).split(".")[0];
         if (user !== undefined) fresh.add(user);
       }
@@ -243,10 +235,3 @@ export class PushSubscriptions {
   }
 }
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}

@@ -9,11 +9,12 @@ import { createHash } from "node:crypto";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { deadLetter, decodeJson, names, pushSentKey, type Topology } from "../streams/index.ts";
+import { deadLetter, names, pushSentKey, type Topology } from "../streams/index.ts";
 import type { SendLedger } from "./ledger.ts";
 import { PushRequestSchema, type PushRequest } from "./request.ts";
 import type { PushSenders } from "./senders.ts";
 import type { PushSubscriptions, Subscription } from "./subscriptions.ts";
+import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PushWorkerSettings {
   maxAttempts: number;
@@ -52,13 +53,6 @@ export function retryDelay(settings: Pick<PushWorkerSettings, "retryBaseMs" | "r
 
 type Delivery = { settled: true } | { settled: false; retryMs: number; reason: string; busy: boolean; kind: string };
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}
 
 export class PushWorker {
   readonly #deps: PushWorkerDeps;
@@ -99,7 +93,7 @@ export class PushWorker {
 
   async #handle(m: JsMsg): Promise<void> {
     const { log, metrics, settings } = this.#deps;
-    const parsed = PushRequestSchema.safeParse(safeJson(m.data));
+    const parsed = PushRequestSchema.safeParse(decodeJsonOrUndefined(m.data));
     if (!parsed.success) {
       await this.#deadLetter(m, "unreadable push request");
       return;

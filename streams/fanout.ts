@@ -17,9 +17,10 @@ import type { Metrics } from "../core/metrics.ts";
 import { deadLetter } from "./dead-letter.ts";
 import type { ConversationDirectory } from "./conversations.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
-import { ConversationEventSchema, decodeJson, encodeJson, type InboxEntry } from "./messages.ts";
+import { ConversationEventSchema, encodeJson, type InboxEntry } from "./messages.ts";
 import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
 import { Semaphore } from "../core/semaphore.ts";
+import { decodeJsonOrUndefined } from "./messages.ts";
 
 export interface FanoutDeps {
   js: JetStreamClient;
@@ -37,13 +38,6 @@ export interface FanoutDeps {
 }
 
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}
 
 export class FanoutWorker {
   readonly #deps: FanoutDeps;
@@ -100,7 +94,7 @@ export class FanoutWorker {
 
   async #copiesOf(m: JsMsg): Promise<{ copies: { subject: string; msgID: string; data: Uint8Array }[]; index: IndexUpdate[] }> {
     this.#tracker.observe(m.info.deliverySequence);
-    const parsed = ConversationEventSchema.safeParse(safeJson(m.data));
+    const parsed = ConversationEventSchema.safeParse(decodeJsonOrUndefined(m.data));
     if (!parsed.success) throw new NatterError("BAD_FRAME", `unreadable event at ${m.info.stream}#${m.seq}`);
     const ev = parsed.data;
     // A redelivery is out of stream order: read the membership as of its sequence.

@@ -3,8 +3,10 @@
 // so it trails the stream by its lag). History merges these into the store's page.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
-import { ConversationEventSchema, decodeJson, type HistoryEvent } from "./messages.ts";
+import { ConversationEventSchema, type HistoryEvent } from "./messages.ts";
 import { conversationStreamOf, conversationSubject, membershipSubject, type Topology } from "./subjects.ts";
+import { decodeJsonOrUndefined } from "./messages.ts";
+import { isNotFound } from "./jetstream-util.ts";
 
 export interface StreamEvent {
   id: number;
@@ -41,7 +43,7 @@ export async function streamEvents(
     try {
       it = await jsm.direct.getBatch(stream, { seq: afterId + 1, next_by_subj: subject, batch: max });
     } catch (err) {
-      if (notFound(err)) continue;
+      if (isNotFound(err)) continue;
       throw new NatterError("UNAVAILABLE", "conversation stream unavailable", { cause: err });
     }
     let read = 0;
@@ -51,12 +53,12 @@ export async function streamEvents(
         if (sm.seq >= beforeId) break;
         read++;
         last = sm.seq;
-        const parsed = ConversationEventSchema.safeParse(safeJson(sm.data));
+        const parsed = ConversationEventSchema.safeParse(decodeJsonOrUndefined(sm.data));
         // Receipts live on their own subjects and are never history; skipped should one ever match.
         if (parsed.success && parsed.data.type !== "receipt") out.push({ id: sm.seq, event: parsed.data });
       }
     } catch (err) {
-      if (notFound(err)) continue;
+      if (isNotFound(err)) continue;
       throw new NatterError("UNAVAILABLE", "conversation stream unavailable", { cause: err });
     }
     if (read >= max) frontier = Math.min(frontier, last);
@@ -64,14 +66,4 @@ export async function streamEvents(
   return { events: out.filter((e) => e.id <= frontier).sort((a, b) => a.id - b.id), frontier };
 }
 
-function notFound(err: unknown): boolean {
-  return (err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error)?.message));
-}
 
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return decodeJson(data);
-  } catch {
-    return undefined;
-  }
-}

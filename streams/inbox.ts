@@ -3,6 +3,7 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { InboxEntrySchema, decodeJson, type InboxEntry } from "./messages.ts";
 import { inboxShard, inboxStreamOf, inboxSubject, names, type Topology } from "./subjects.ts";
+import { isNotFound } from "./jetstream-util.ts";
 
 export interface InboxItem {
   /** Inbox stream sequence: the device cursor after this item. */
@@ -17,9 +18,6 @@ export interface InboxBounds {
   lastSeq: number;
 }
 
-function notFound(err: unknown): boolean {
-  return (err as { code?: unknown }).code === 404 || /no message found/i.test(String((err as Error)?.message));
-}
 
 /**
  * Two direct gets (served by any replica, no stream info call per connecting device): the user's
@@ -31,7 +29,7 @@ export async function inboxBounds(jsm: JetStreamManager, t: Topology, userId: st
     try {
       return (await jsm.direct.getMessage(stream, q))?.seq ?? 0;
     } catch (err) {
-      if (notFound(err)) return 0;
+      if (isNotFound(err)) return 0;
       throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
     }
   };
