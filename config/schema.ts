@@ -76,6 +76,12 @@ export const StreamsSchema = z.strictObject({
   ackWaitSec: int(1, 3600).default(30),
   /** Upper bound of unacknowledged messages per worker consumer. */
   maxAckPending: int(1, 100_000).default(1000),
+  /**
+   * Upper bound of unacknowledged messages of the persister's consumer (and how far it pulls
+   * ahead). Deeper than the others: under a backlog the persister writes each conversation's
+   * waiting messages together, and the window decides how many wait.
+   */
+  persisterMaxAckPending: int(1, 100_000).default(4096),
 });
 
 export const AuthSchema = z.strictObject({
@@ -208,8 +214,8 @@ export const WorkersSchema = z.strictObject({
   /** The workers' HTTP port: GET /metrics (Prometheus), /healthz, /readyz. 0 picks a free port. */
   httpHost: z.string().default("127.0.0.1"),
   httpPort: int(0, 65535).default(9090),
-  /** Concurrent store writes of the persister. */
-  persistConcurrency: int(1, 4096).default(256),
+  /** Store writes of the persister in flight; each carries one conversation's waiting messages (a batch under a backlog). */
+  persistConcurrency: int(1, 4096).default(32),
 });
 
 export const PushSchema = z.strictObject({

@@ -80,8 +80,48 @@ export async function migrateCassandra(cfg: CassandraStoreConfig, log: Logger): 
   }
 }
 
+/** A batch's size as Cassandra counts it, estimated: the text plus the other columns. */
+const BATCH_BYTES = 4096;
+const BATCH_ROWS = 32;
+const ROW_OVERHEAD_BYTES = 96;
+
+/** Splits one partition's rows (in order) into batches under BATCH_BYTES and BATCH_ROWS. */
+function batchesOf(rows: unknown[][]): unknown[][][] {
+  const out: unknown[][][] = [];
+  let cur: unknown[][] = [];
+  let bytes = 0;
+  for (const r of rows) {
+    const size = ROW_OVERHEAD_BYTES + Buffer.byteLength(r[7] as string) + (typeof r[9] === "string" ? r[9].length : 0);
+    if (cur.length > 0 && (bytes + size > BATCH_BYTES || cur.length >= BATCH_ROWS)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(r);
+    bytes += size;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/** Runs `tasks` with at most `limit` at once; rejects with the first failure (the rest still settle). */
+async function runBounded(tasks: readonly (() => Promise<unknown>)[], limit: number): Promise<void> {
+  let next = 0;
+  let failed: { err: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < tasks.length && !failed) {
+      const task = tasks[next++]!;
+      await task().catch((err: unknown) => {
+        failed ??= { err };
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
+  if (failed) throw failed.err;
+}
+
 interface Options {
-  /** Concurrent writes in flight (the driver's executeConcurrent). */
+  /** Write requests in flight at once (single rows or one partition's batch). */
   concurrency?: number;
 }
 
@@ -109,43 +149,54 @@ export class CassandraMessageStore implements MessageStore, ImageIndex {
     return new CassandraMessageStore(client, opts);
   }
 
+  /**
+   * Writes rows with at most `concurrency` requests in flight. Rows of one partition (conversation,
+   * bucket) go together as an unlogged batch: one mutation for Cassandra instead of one per row,
+   * atomic and isolated within the partition, and one request for the driver. A batch stays under
+   * Cassandra's default batch_size_warn_threshold (5 KiB); a lone row is a plain insert.
+   */
   async putMessages(messages: readonly StoredMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    const queries: { query: string; params: unknown[] }[] = [];
-    const newBuckets = new Set<string>();
+    const newBuckets = new Map<string, [string, number]>();
+    const partitions = new Map<string, unknown[][]>();
     for (const m of messages) {
       const bucket = bucketOf(m.ts);
       const key = `${m.conv}\n${bucket}`;
-      if (!this.#knownBuckets.has(key) && !newBuckets.has(key)) {
-        newBuckets.add(key);
-        queries.push({ query: INSERT_BUCKET, params: [m.conv, bucket] });
+      if (!this.#knownBuckets.has(key)) newBuckets.set(key, [m.conv, bucket]);
+      let rows = partitions.get(key);
+      if (!rows) partitions.set(key, (rows = []));
+      rows.push([
+        m.conv,
+        bucket,
+        cassandra.types.Long.fromNumber(m.id),
+        m.kind,
+        m.from,
+        m.device,
+        m.cid,
+        m.text,
+        new Date(m.ts),
+        // Unset, not null: a null would write a tombstone into every text message row.
+        m.images !== undefined && m.images.length > 0 ? JSON.stringify(m.images) : cassandra.types.unset,
+      ]);
+    }
+    const writes: (() => Promise<unknown>)[] = [];
+    for (const params of newBuckets.values()) writes.push(() => this.#client.execute(INSERT_BUCKET, params));
+    for (const rows of partitions.values()) {
+      for (const chunk of batchesOf(rows)) {
+        writes.push(
+          chunk.length === 1
+            ? () => this.#client.execute(INSERT_MESSAGE, chunk[0])
+            : () => this.#client.batch(chunk.map((params) => ({ query: INSERT_MESSAGE, params })), { logged: false }),
+        );
       }
-      queries.push({
-        query: INSERT_MESSAGE,
-        params: [
-          m.conv,
-          bucket,
-          cassandra.types.Long.fromNumber(m.id),
-          m.kind,
-          m.from,
-          m.device,
-          m.cid,
-          m.text,
-          new Date(m.ts),
-          m.images !== undefined && m.images.length > 0 ? JSON.stringify(m.images) : null,
-        ],
-      });
     }
     try {
-      await cassandra.concurrent.executeConcurrent(this.#client, queries as { query: string; params: any[] }[], {
-        concurrencyLevel: this.#concurrency,
-        raiseOnFirstError: true,
-      });
+      await runBounded(writes, this.#concurrency);
     } catch (err) {
       throw unavailable("write", err);
     }
     if (this.#knownBuckets.size + newBuckets.size > KNOWN_BUCKETS_MAX) this.#knownBuckets.clear();
-    for (const k of newBuckets) this.#knownBuckets.add(k);
+    for (const k of newBuckets.keys()) this.#knownBuckets.add(k);
   }
 
   async history(conv: string, q: HistoryQuery): Promise<StoredMessage[]> {

@@ -14,29 +14,41 @@ export interface PersisterDeps {
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
-  /** Largest batch handed to the store at once (default 64). */
-  batchSize?: number;
+  /** Store writes in flight at once (default 256); each is one conversation's waiting messages. */
+  maxWrites?: number;
+  /** Most messages of one conversation handed to the store in one write (default 256). */
+  maxRowsPerWrite?: number;
   /** Messages pulled from JetStream ahead of processing (per conversation stream). */
   pullAhead?: number;
-  /** Batches written at once; batchSize × maxBatches rows are in flight at most. */
-  maxBatches?: number;
   /** Deliveries after which a message failing alone (the store being reachable) is dead-lettered. */
   maxAttempts?: number;
 }
 
 export interface PersisterStats {
   persisted: number;
+  /** Store writes (each one conversation's waiting messages). */
+  writes: number;
   failedBatches: number;
   deadLettered: number;
 }
 
+interface Pending {
+  m: JsMsg;
+  row: StoredMessage;
+}
+
+/**
+ * Messages wait here per conversation until a write slot is free; a slot takes all of one
+ * conversation's waiting messages. Under a backlog that groups rows by partition (the store writes
+ * them as one batch); when keeping up, each message is written as it comes.
+ */
 export class Persister {
   readonly #deps: PersisterDeps;
   readonly #subs: ConsumerMessages[] = [];
   readonly #writes = new Set<Promise<void>>();
-  #batch: JsMsg[] = [];
+  readonly #waiting = new Map<string, Pending[]>();
   #scheduled = false;
-  readonly stats: PersisterStats = { persisted: 0, failedBatches: 0, deadLettered: 0 };
+  readonly stats: PersisterStats = { persisted: 0, writes: 0, failedBatches: 0, deadLettered: 0 };
 
   constructor(deps: PersisterDeps) {
     this.#deps = deps;
@@ -52,66 +64,63 @@ export class Persister {
   }
 
   #take(m: JsMsg): void {
-    this.#batch.push(m);
-    if (this.#batch.length >= this.#batchSize) {
-      this.#flush();
-    } else if (!this.#scheduled) {
-      // Everything that arrived in this turn of the event loop goes in one batch.
+    const row = toRow(m);
+    if (row === NOT_STORED) {
+      m.ack();
+      return;
+    }
+    if (!row) {
+      this.#track(this.#deadLetter(m, "unreadable: not a natter conversation event"));
+      return;
+    }
+    const waiting = this.#waiting.get(row.conv);
+    if (waiting) waiting.push({ m, row });
+    else this.#waiting.set(row.conv, [{ m, row }]);
+    if (!this.#scheduled) {
+      // Everything that arrived in this turn of the event loop is grouped before writing.
       this.#scheduled = true;
-      setImmediate(() => this.#flush());
+      setImmediate(() => this.#pump());
     }
   }
 
-  get #batchSize(): number {
-    return this.#deps.batchSize ?? 64;
-  }
-
-  /**
-   * Starts batch writes while fewer than `maxBatches` are in flight. Several small batches in
-   * flight keep the store's concurrency busy between batches (one big batch waits for its slowest
-   * row); what does not fit waits here, bounded by the consumer's max_ack_pending.
-   */
-  #flush(): void {
+  /** Starts writes, oldest conversation first, while fewer than `maxWrites` are in flight. */
+  #pump(): void {
     this.#scheduled = false;
-    const maxBatches = this.#deps.maxBatches ?? 4;
-    while (this.#batch.length > 0 && this.#writes.size < maxBatches) {
-      const batch = this.#batch.splice(0, this.#batchSize);
-      const w: Promise<void> = this.#write(batch).finally(() => {
-        this.#writes.delete(w);
-        this.#flush();
-      });
-      this.#writes.add(w);
+    const maxWrites = this.#deps.maxWrites ?? 256;
+    const maxRows = this.#deps.maxRowsPerWrite ?? 256;
+    while (this.#writes.size < maxWrites) {
+      const first = this.#waiting.entries().next();
+      if (first.done) return;
+      const [conv, waiting] = first.value;
+      const group = waiting.length <= maxRows ? waiting : waiting.splice(0, maxRows);
+      if (group === waiting) this.#waiting.delete(conv);
+      this.#track(this.#write(group));
     }
   }
 
-  async #write(batch: JsMsg[]): Promise<void> {
-    const rows: StoredMessage[] = [];
-    const good: JsMsg[] = [];
-    for (const m of batch) {
-      const row = toRow(m);
-      if (row === NOT_STORED) {
-        m.ack();
-        continue;
-      }
-      if (row) {
-        rows.push(row);
-        good.push(m);
-      } else {
-        await this.#deadLetter(m, "unreadable: not a natter conversation event");
-      }
-    }
-    if (good.length === 0) return;
+  #track(p: Promise<void>): void {
+    const w: Promise<void> = p.finally(() => {
+      this.#writes.delete(w);
+      this.#pump();
+    });
+    this.#writes.add(w);
+  }
+
+  async #write(group: Pending[]): Promise<void> {
+    const rows = group.map((p) => p.row);
+    const msgs = group.map((p) => p.m);
     const t0 = performance.now();
+    this.stats.writes++;
     try {
       await this.#deps.store.putMessages(rows);
     } catch (err) {
       this.stats.failedBatches++;
-      await this.#recover(good, rows, err);
+      await this.#recover(msgs, rows, err);
       return;
     }
     this.#deps.metrics?.persistBatches.observe((performance.now() - t0) / 1000);
-    for (const m of good) m.ack();
-    this.#persisted(good.length);
+    for (const m of msgs) m.ack();
+    this.#persisted(msgs.length);
   }
 
   #persisted(n: number): void {
@@ -170,7 +179,7 @@ export class Persister {
   /** Stops pulling and waits for writes in flight (their messages are acked or nak'd). */
   async stop(): Promise<void> {
     for (const s of this.#subs) s.stop();
-    this.#flush();
+    this.#pump();
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
   }
 }

@@ -174,8 +174,8 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         topology,
         metrics,
         log: log.child({ component: "persister" }),
-        batchSize: 64,
-        maxBatches: Math.max(1, Math.floor(cfg.workers.persistConcurrency / 64)),
+        maxWrites: cfg.workers.persistConcurrency,
+        pullAhead: cfg.streams.persisterMaxAckPending,
       });
       await persister.start();
       cleanups.push(() => persister.stop());

@@ -75,7 +75,7 @@ export function workerConsumerConfig(cfg: StreamsConfig, durable: string): Parti
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(cfg.ackWaitSec * S),
-    max_ack_pending: cfg.maxAckPending,
+    max_ack_pending: durable === names.persisterConsumer ? cfg.persisterMaxAckPending : cfg.maxAckPending,
     // Redelivered until acked: a worker acks only after the effect is durable.
     max_deliver: -1,
   };

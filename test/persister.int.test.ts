@@ -86,7 +86,7 @@ describe("persister", () => {
   it("two persisters on one durable consumer split the work and write every message once", async () => {
     const stores = await Promise.all([0, 1].map(() => CassandraMessageStore.open(storeConfig())));
     const conns = await Promise.all([0, 1].map(() => connect({ servers: nats.url })));
-    const workers = stores.map((store, i) => new Persister({ js: jetstream(conns[i]!), store, topology, log: silentLogger(), pullAhead: 32, batchSize: 32 }));
+    const workers = stores.map((store, i) => new Persister({ js: jetstream(conns[i]!), store, topology, log: silentLogger(), pullAhead: 32, maxRowsPerWrite: 32 }));
     onTestFinished(async () => {
       for (const w of workers) await w.stop();
       for (const c of conns) await c.drain();
