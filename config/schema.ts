@@ -111,6 +111,11 @@ export const EdgeSchema = z.strictObject({
   maxBufferedBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   /** Sends per second per device (token bucket, burst = 2×). */
   sendsPerSecond: int(1, 10_000).default(50),
+  /**
+   * Conversations one user may be a member of (1:1 and groups); opening, creating or being added
+   * to one more is refused with TOO_MANY_CONVERSATIONS. At most 10,000: what a listing returns.
+   */
+  maxConversationsPerUser: int(1, 10_000).default(10_000),
   /** Bad frames tolerated per minute before the socket is closed. */
   badFramesPerMinute: int(1, 10_000).default(30),
   /** The URL clients reach this edge at, as discovery returns it; defaults to the listen URL. */

@@ -23,6 +23,7 @@ export const ERRORS = {
   CONVERSATION_NOT_FOUND: { status: 404, temporary: false, message: "conversation not found" },
   SELF_CONVERSATION: { status: 400, temporary: false, message: "cannot open a conversation with yourself" },
   GROUP_FULL: { status: 409, temporary: false, message: "the group has the maximum number of members" },
+  TOO_MANY_CONVERSATIONS: { status: 409, temporary: false, message: "a user is in the maximum number of conversations" },
   NOT_A_GROUP: { status: 400, temporary: false, message: "members can be changed in groups only" },
   CONFLICT: { status: 409, temporary: true, message: "the conversation changed concurrently; retry" },
   RECEIPT_AHEAD: { status: 400, temporary: false, message: "a receipt cannot pass the conversation's last event" },

@@ -159,8 +159,8 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     const blobs = await openBlobStore(cfg, log);
     cleanups.push(() => blobs.close());
 
-    const directory = new ConversationDirectory(js, jsm, topology);
     const conversationIndex = new ConversationIndex(js, jsm);
+    const directory = new ConversationDirectory(js, jsm, topology, { maxPerUser: cfg.edge.maxConversationsPerUser, index: conversationIndex });
     const presence = new NatsKvPresence({ js, jsm, ttlSec: cfg.presence.ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: log.child({ component: "presence" }) });
 
     const metrics = createMetrics();

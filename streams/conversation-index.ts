@@ -16,6 +16,8 @@ const MAX_CAS_ATTEMPTS = 50;
 const PAGE = 1000;
 /** Bound on a listing: 10,000 conversations per user. */
 const MAX_PAGES = 10;
+/** The most conversations a listing returns, so the most `edge.maxConversationsPerUser` may allow. */
+export const MAX_LISTED_CONVERSATIONS = PAGE * MAX_PAGES;
 /** Subjects per multi-last request (the server answers at most 1,024 messages per request). */
 export const MULTI_LAST_CHUNK = 256;
 
@@ -143,6 +145,16 @@ export class ConversationIndex {
       if (n < PAGE) break;
     }
     return out;
+  }
+
+  /**
+   * How many conversations `userId` is a member of, as far as the index knows (it trails the
+   * membership events by the fan-out's lag); at most MAX_LISTED_CONVERSATIONS.
+   */
+  async memberCount(userId: string): Promise<number> {
+    let n = 0;
+    for (const e of (await this.entriesOf(userId)).values()) if (e.member) n++;
+    return n;
   }
 
   /** The entries of `users` for one conversation (users without one are left out). */

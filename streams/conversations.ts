@@ -7,6 +7,7 @@ import { randomBytes, createHash } from "node:crypto";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
+import type { ConversationIndex } from "./conversation-index.ts";
 import { MembershipEventSchema, decodeJson, encodeJson, type MembershipEvent } from "./messages.ts";
 import {
   contactKey,
@@ -54,15 +55,38 @@ function fromEvent(sm: StoredMsg): Conversation {
 
 type Change = (current: Conversation | null) => Omit<MembershipEvent, "v" | "type" | "conv" | "ts"> | Conversation;
 
+/**
+ * The limit of conversations per user, counted in the user-convs index. The index trails the
+ * membership events by the fan-out's lag, so conversations joined at the same moment can take a
+ * user a few past the limit; it guards resources, it is not an invariant like a group's 100.
+ */
+export interface ConversationQuota {
+  maxPerUser: number;
+  index: Pick<ConversationIndex, "memberCount">;
+}
+
 export class ConversationDirectory {
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #t: Topology;
+  readonly #quota: ConversationQuota | undefined;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology) {
+  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology, quota?: ConversationQuota) {
     this.#js = js;
     this.#jsm = jsm;
     this.#t = topology;
+    this.#quota = quota;
+  }
+
+  /** TOO_MANY_CONVERSATIONS unless each of `users` may join one more conversation. */
+  async #checkRoom(users: readonly string[]): Promise<void> {
+    if (!this.#quota || users.length === 0) return;
+    const { maxPerUser, index } = this.#quota;
+    const counts = await Promise.all(users.map((u) => index.memberCount(u)));
+    const full = users.filter((_, i) => counts[i]! >= maxPerUser);
+    if (full.length > 0) {
+      throw new NatterError("TOO_MANY_CONVERSATIONS", `${full.join(", ")} ${full.length === 1 ? "is" : "are"} in ${maxPerUser} conversations, the most one user may be in`);
+    }
   }
 
   /** The current membership, or null when the conversation does not exist. */
@@ -132,6 +156,7 @@ export class ConversationDirectory {
     checkId("user id", peerId);
     if (userId === peerId) throw new NatterError("SELF_CONVERSATION");
     const id = dmConversationId(userId, peerId);
+    if (!(await this.get(id))) await this.#checkRoom([userId, peerId]);
     const conv = await this.#change(id, (current) => current ?? { kind: "dm", action: "create", by: userId, members: [userId, peerId].sort() });
     // The contacts index (presence goes to contacts): written on every dm.open until both keys
     // exist, so a dm.open that failed half-way is completed by the next one.
@@ -198,6 +223,7 @@ export class ConversationDirectory {
   async createGroup(owner: string, name: string, members: readonly string[]): Promise<Conversation> {
     const all = [...new Set([checkId("user id", owner), ...members.map((m) => checkId("member id", m))])];
     if (all.length > MAX_GROUP_MEMBERS) throw new NatterError("GROUP_FULL", `a group holds at most ${MAX_GROUP_MEMBERS} members`);
+    await this.#checkRoom(all);
     const id = newGroupId();
     return this.#change(id, (current) => current ?? { kind: "group", action: "create", by: owner, members: all, name, owner });
   }
@@ -205,6 +231,9 @@ export class ConversationDirectory {
   /** Adds `userId` to a group; any member may add. Idempotent. */
   async addMember(id: string, by: string, userId: string): Promise<Conversation> {
     checkId("user id", userId);
+    // Only a member adding a newcomer learns of the newcomer's limit; the change below decides the rest.
+    const now = await this.get(id);
+    if (now?.kind === "group" && now.members.includes(by) && !now.members.includes(userId)) await this.#checkRoom([userId]);
     return this.#change(id, (c) => {
       if (!c || !c.members.includes(by)) throw new NatterError("NOT_MEMBER");
       if (c.kind !== "group") throw new NatterError("NOT_A_GROUP");

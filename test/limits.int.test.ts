@@ -17,6 +17,7 @@ const node = useNode(() =>
       helloTimeoutMs: 300,
       maxBufferedBytes: 64 * 1024,
       allowedOrigins: ["https://chat.example"],
+      maxConversationsPerUser: 3,
     },
   }),
 );
@@ -92,5 +93,39 @@ describe("edge limits", () => {
     expect((await reader.closed).code).toBe(4409);
     expect(sent).toBeGreaterThan(0);
     expect(await senders[0]!.request({ type: "ping" })).toMatchObject({ type: "pong" });
+  });
+});
+
+describe("conversations per user", () => {
+  type Conv = { id: string; members: string[] };
+  const convOf = (f: Record<string, unknown>) => f.conv as Conv;
+  const listed = async (c: TestClient) => ((await c.request({ type: "convs" })).convs as Conv[]).map((x) => x.id).sort();
+
+  it("refuses a user's fourth conversation with TOO_MANY_CONVERSATIONS, whoever opens it, and frees a slot on leaving", async () => {
+    const a = await client("cap_a");
+    const b = await client("cap_b");
+    const e = await client("cap_e");
+    const dms = [convOf(await a.request({ type: "dm.open", peer: "cap_b" })), convOf(await a.request({ type: "dm.open", peer: "cap_c" }))];
+    const group = convOf(await b.request({ type: "group.create", name: "three", members: ["cap_a"] }));
+    // The count is the user-convs index, which the fan-out keeps: wait until it holds all three.
+    await expect.poll(() => listed(a)).toEqual([...dms.map((d) => d.id), group.id].sort());
+
+    expect(await a.request({ type: "dm.open", peer: "cap_d" })).toMatchObject({ type: "error", code: "TOO_MANY_CONVERSATIONS", temporary: false });
+    // The other side of a new 1:1, a group with cap_a in it, an add of cap_a: all refused, nothing created.
+    expect(await e.request({ type: "dm.open", peer: "cap_a" })).toMatchObject({ code: "TOO_MANY_CONVERSATIONS", message: expect.stringContaining("cap_a") });
+    expect(await e.request({ type: "group.create", name: "no", members: ["cap_a", "cap_f"] })).toMatchObject({ code: "TOO_MANY_CONVERSATIONS" });
+    const open = convOf(await e.request({ type: "group.create", name: "open", members: [] }));
+    expect(await e.request({ type: "group.add", conv: open.id, user: "cap_a" })).toMatchObject({ code: "TOO_MANY_CONVERSATIONS" });
+    expect(convOf(await e.request({ type: "members", conv: open.id })).members).toEqual(["cap_e"]);
+    expect(await listed(e)).not.toContain(expect.stringMatching(/^dm_/));
+    // A conversation that exists opens again: it is not a new one.
+    expect(convOf(await a.request({ type: "dm.open", peer: "cap_b" })).id).toBe(dms[0]!.id);
+    // A non-member adding cap_a learns nothing of cap_a's limit.
+    expect(await a.request({ type: "group.add", conv: open.id, user: "cap_a" })).toMatchObject({ code: "NOT_MEMBER" });
+
+    // Leaving the group frees a slot once the index has it.
+    await a.request({ type: "group.leave", conv: group.id });
+    await expect.poll(() => listed(a)).toEqual(dms.map((d) => d.id).sort());
+    expect(convOf(await e.request({ type: "dm.open", peer: "cap_a" })).members).toEqual(["cap_a", "cap_e"]);
   });
 });
