@@ -40,6 +40,14 @@ const live = (c: TestClient, user: string): Entry[] =>
   c.frames.filter((f) => f.type === "presence" && f.ref === undefined).flatMap((f) => (f.users as Entry[]).filter((e) => e.user === user));
 const waitLive = (c: TestClient, user: string, online: boolean, timeoutMs = 10_000): Promise<Frame> =>
   c.waitFor((f) => f.type === "presence" && f.ref === undefined && (f.users as Entry[]).some((e) => e.user === user && e.online === online), timeoutMs);
+/** Whether a device's presence key is live (its last record is a write, not a removal or expiry). */
+async function deviceKeyLive(user: string, device: string): Promise<boolean> {
+  const last = await edges[0]!.node.jsm.direct
+    .getMessage(names.kvStream(names.presenceBucket), { last_by_subj: kvKeySubject(names.presenceBucket, presenceDeviceKey(user, device)) })
+    .catch(() => null);
+  return last !== null && (last.header?.get("KV-Operation") ?? "") === "" && !last.header?.get("Nats-Marker-Reason");
+}
+
 async function ask(c: TestClient, frame: Record<string, unknown>): Promise<Entry[]> {
   const r = await c.request({ type: "presence", ...frame });
   expect(r.type, JSON.stringify(r)).toBe("presence");
@@ -92,6 +100,9 @@ describe("presence", () => {
     const phone = await client(0, "carol", "phone");
     const laptop = await client(1, "carol", "laptop");
     await waitLive(dave, "carol", true);
+    // The laptop's key is written just after its welcome: wait for it, or the phone leaving first
+    // is (rightly) an offline moment.
+    await expect.poll(() => deviceKeyLive("carol", "laptop")).toBe(true);
     await phone.close();
     await new Promise((r) => setTimeout(r, 500));
     expect(live(dave, "carol").map((e) => e.online)).toEqual([true]);
