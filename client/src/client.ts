@@ -18,6 +18,8 @@ import {
   type HistoryItem,
   type ImageRef,
   type MembershipAction,
+  type PresenceEntry,
+  type PushTarget,
   type ReceiptState,
   type ServerFrame,
 } from "./protocol.js";
@@ -152,6 +154,25 @@ export interface TypingEvent {
 }
 
 /**
+ * A browser's PushSubscription or its `toJSON()`, as `pushManager.subscribe()` gives it: what
+ * `registerPush` takes for Web Push without a `kind`.
+ */
+export interface WebPushSubscriptionLike {
+  endpoint?: string | null | undefined;
+  expirationTime?: number | null | undefined;
+  keys?: Record<string, string> | undefined;
+  toJSON?: (() => { endpoint?: string | null | undefined; keys?: Record<string, string> | undefined }) | undefined;
+}
+
+/** A registered push subscription. `secret` (webhooks only) is sent once: keep it to check the signatures. */
+export interface PushRegistration {
+  /** `ps_…`: pass it to `removePush`. Registering the same target again gives the same id. */
+  id: string;
+  kind: PushTarget["kind"];
+  secret?: string | undefined;
+}
+
+/**
  * Events by name. New kinds arrive as new keys here, which does not break existing listeners;
  * frames of kinds this version does not know are ignored.
  */
@@ -160,6 +181,13 @@ export interface NatterEvents {
   membership: MembershipChange;
   receipt: ReceiptEvent;
   typing: TypingEvent;
+  /**
+   * A contact's presence changed (the other member of a 1:1 conversation; group members are never
+   * pushed: ask with `presence({ conv })`). Only transitions, only while connected: ask with
+   * `presence()` after each `open`. An entry older (lower `rev`) than one already seen for that
+   * user on this connection is dropped.
+   */
+  presence: PresenceEntry;
   reset: ResetNotice;
   state: StateChange;
   /** Connection-level problems: a refused token, an unreachable edge, an error frame without a request. */
@@ -228,6 +256,21 @@ function errorFromFrame(f: { code: string; message: string; temporary: boolean }
   return new NatterError(f.code, f.message, { temporary: f.temporary });
 }
 
+/**
+ * The `push.register` frame for a target. A PushSubscription's keys are only in its `toJSON()`;
+ * anything beyond endpoint and keys (`expirationTime`, other keys) is left out, as the server
+ * takes nothing else.
+ */
+function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): DistributiveOmit<ClientFrame, "ref"> {
+  if ("kind" in target && target.kind === "webhook") return { type: "push.register", kind: "webhook", url: target.url };
+  const sub = !("kind" in target) && target.keys === undefined && typeof target.toJSON === "function" ? target.toJSON() : target;
+  const { endpoint, keys } = sub;
+  if (typeof endpoint !== "string" || typeof keys?.p256dh !== "string" || typeof keys.auth !== "string") {
+    throw new NatterError("BAD_FRAME", "registerPush: a Web Push subscription needs endpoint, keys.p256dh and keys.auth", { temporary: false });
+  }
+  return { type: "push.register", kind: "webpush", endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } };
+}
+
 /** What to do after the server closed with `code`: reconnect, refresh the token first, or stop. */
 export function closeAction(code: number): "reconnect" | "refresh-token" | "stop" {
   switch (code) {
@@ -284,6 +327,8 @@ export class NatterClient {
   readonly #outbox = new Map<string, SendEntry>();
   readonly #marks = new Map<string, MarkState>();
   readonly #typingSent = new Map<string, number>();
+  /** The newest presence entry seen per user on this connection (live frames and replies cross). */
+  readonly #presenceSeen = new Map<string, PresenceEntry>();
   #sendTimer: ReturnType<typeof setTimeout> | undefined;
   #connectWaiters: { resolve: () => void; reject: (e: NatterError) => void }[] = [];
 
@@ -632,6 +677,14 @@ export class NatterClient {
         if (typeof f.ttlMs !== "number" || f.ref !== undefined) return;
         this.#emit("typing", { conv: f.conv, user: f.user, ttlMs: f.ttlMs, expiresAt: Date.now() + f.ttlMs });
         return;
+      case "presence":
+        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (f.ref !== undefined || !Array.isArray(f.users)) return;
+        for (const e of f.users) {
+          const entry = this.#notePresence(e);
+          if (entry !== undefined) this.#emit("presence", entry);
+        }
+        return;
       default: {
         const ref = (f as { ref?: unknown }).ref;
         if (typeof ref === "string" && this.#inflight.has(ref)) return this.#onReply(ref, f);
@@ -667,6 +720,9 @@ export class NatterClient {
     this.#tokenReason = "connect";
     this.#refusedTokens = 0;
     this.#serverError = undefined;
+    // Revs are compared within a connection: the app asks for the current state after each welcome,
+    // and a server whose presence bucket was recreated counts revs from 1 again.
+    this.#presenceSeen.clear();
     if (this.#cursor === undefined) {
       // First connection of this device (or after BAD_CURSOR): delivery starts at the inbox's end.
       this.#cursor = f.cursor;
@@ -935,6 +991,54 @@ export class NatterClient {
       if (err instanceof NatterError && (err.code === "RATE_LIMITED" || err.code === "DISCONNECTED" || err.code === "CLOSED")) return;
       throw err;
     }
+  }
+
+  // ── presence, push ───────────────────────────────────────────────────────────────────────
+
+  /**
+   * The presence of `users` (at most 100; only this user's contacts are answered, anyone else is
+   * left out) or of every other member of `conv` (members only). Ask after each `open` and after
+   * `openDm`, then follow the `presence` event. When a live change crossed the reply, the newer
+   * entry (higher `rev`) is the one returned.
+   */
+  async presence(query: { users: readonly string[] } | { conv: string }): Promise<PresenceEntry[]> {
+    // The server refuses an empty list (BAD_FRAME); asking about no one has a plain answer.
+    if ("users" in query && query.users.length === 0) return [];
+    const frame: DistributiveOmit<ClientFrame, "ref"> = "conv" in query ? { type: "presence", conv: query.conv } : { type: "presence", users: [...query.users] };
+    const f = await this.#request(frame);
+    if (f.type !== "presence") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to presence`, { temporary: false });
+    return f.users.map((e) => this.#notePresence(e) ?? this.#presenceSeen.get(e.user)!);
+  }
+
+  /** Keeps `e` if it is not older than the entry held for its user: the entry, or undefined when stale. */
+  #notePresence(e: PresenceEntry): PresenceEntry | undefined {
+    const held = this.#presenceSeen.get(e.user);
+    if (held !== undefined && e.rev < held.rev) return undefined;
+    const entry: PresenceEntry = { user: e.user, online: e.online, ...(e.lastSeen !== undefined ? { lastSeen: e.lastSeen } : {}), rev: e.rev };
+    this.#presenceSeen.set(e.user, entry);
+    return entry;
+  }
+
+  /**
+   * Registers a push subscription of this user (all of their devices share it): pushes go to it for
+   * messages that arrive while none of their devices is online. Web Push: pass the browser's
+   * PushSubscription (or its `toJSON()`, or `{ kind: "webpush", endpoint, keys }`), subscribed
+   * with the key of GET /push/vapid-public-key. Webhook: `{ kind: "webhook", url }`; keep the
+   * `secret` of the answer, sent only now, to check the requests' signatures. Registering the same
+   * target again replaces it (same id, a new secret). Refusals are typed: PUSH_TARGET_REFUSED (not
+   * https, or not a public host), PUSH_SUBSCRIPTIONS_FULL, PUSH_DISABLED.
+   */
+  async registerPush(target: PushTarget | WebPushSubscriptionLike): Promise<PushRegistration> {
+    const f = await this.#request(pushRegisterFrame(target));
+    if (f.type !== "push.registered") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to push.register`, { temporary: false });
+    return { id: f.id, kind: f.kind, ...(f.secret !== undefined ? { secret: f.secret } : {}) };
+  }
+
+  /** Removes one of this user's push subscriptions: false when there was no such subscription. */
+  async removePush(id: string): Promise<boolean> {
+    const f = await this.#request({ type: "push.remove", id });
+    if (f.type !== "push.removed") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to push.remove`, { temporary: false });
+    return f.removed;
   }
 
   // ── images ───────────────────────────────────────────────────────────────────────────────

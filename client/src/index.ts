@@ -9,6 +9,7 @@ export {
   type NatterClientOptions,
   type NatterEventName,
   type NatterEvents,
+  type PushRegistration,
   type ReceiptEvent,
   type ResetNotice,
   type SendResult,
@@ -17,9 +18,27 @@ export {
   type TypingEvent,
   type WebSocketConstructor,
   type WebSocketLike,
+  type WebPushSubscriptionLike,
 } from "./client.js";
 export { MemoryCursorStore, LocalStorageCursorStore, type CursorStore, type StorageLike } from "./cursor-store.js";
 export { NatterError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export { devToken, toHttpUrl, toWebSocketUrl, newClientId } from "./util.js";
-export { PROTOCOL_VERSION, CLOSE_CODES, type Conversation, type ConversationSummary, type HistoryItem, type ImageRef, type MembershipAction, type ReceiptState, type ClientFrame, type ServerFrame } from "./protocol.js";
+export {
+  PROTOCOL_VERSION,
+  CLOSE_CODES,
+  CLIENT_FRAME_TYPES,
+  type Conversation,
+  type ConversationSummary,
+  type HistoryItem,
+  type ImageRef,
+  type MembershipAction,
+  type PresenceEntry,
+  type PushTarget,
+  type WebPushTarget,
+  type WebhookTarget,
+  type ReceiptState,
+  type ClientFrame,
+  type ClientFrameType,
+  type ServerFrame,
+} from "./protocol.js";

@@ -1,5 +1,5 @@
 // natter's WebSocket protocol, version 1, as the client sees it (docs/protocol.md is the
-// reference; edge/protocol.ts is the server's schema). Only types: nothing here runs.
+// reference; edge/protocol.ts is the server's schema). Types and constants: nothing here runs.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -62,6 +62,33 @@ export interface ConversationSummary extends Conversation {
   unread: number;
 }
 
+/**
+ * A user's presence: `online`, `lastSeen` (ms since the epoch, when offline and known: when they
+ * stopped being online) and `rev`, which grows with every change of that user's presence (0: never
+ * seen). Of two entries about one user, the one with the higher `rev` is the current one.
+ */
+export interface PresenceEntry {
+  user: string;
+  online: boolean;
+  lastSeen?: number | undefined;
+  rev: number;
+}
+
+/** A Web Push subscription: `{ kind: "webpush", ...subscription.toJSON() }` of the browser's PushSubscription. */
+export interface WebPushTarget {
+  kind: "webpush";
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+}
+
+/** A webhook natter POSTs pushes to, signed with the secret `push.registered` returns once. */
+export interface WebhookTarget {
+  kind: "webhook";
+  url: string;
+}
+
+export type PushTarget = WebPushTarget | WebhookTarget;
+
 /** Frames the client sends. Every frame but hello may carry `ref`, echoed on the reply. */
 export type ClientFrame =
   | { type: "hello"; v: number; token: string; device: string; cursor?: number }
@@ -74,10 +101,43 @@ export type ClientFrame =
   | { type: "group.remove"; ref?: string; conv: string; user: string }
   | { type: "group.leave"; ref?: string; conv: string }
   | { type: "members"; ref?: string; conv: string }
+  | { type: "presence"; ref?: string; users: string[]; conv?: never }
+  | { type: "presence"; ref?: string; conv: string; users?: never }
+  | ({ type: "push.register"; ref?: string } & PushTarget)
+  | { type: "push.remove"; ref?: string; id: string }
   | { type: "receipt"; ref?: string; conv: string; delivered?: number; read?: number }
   | { type: "receipts"; ref?: string; conv: string }
   | { type: "convs"; ref?: string }
   | { type: "typing"; ref?: string; conv: string };
+
+/**
+ * Every frame type the SDK sends; a unit test keeps it equal to the types the server accepts
+ * (edge/protocol.ts). `satisfies` refuses a type ClientFrame lacks; the check below, one missing.
+ */
+export const CLIENT_FRAME_TYPES = [
+  "hello",
+  "ping",
+  "dm.open",
+  "send",
+  "history",
+  "group.create",
+  "group.add",
+  "group.remove",
+  "group.leave",
+  "members",
+  "presence",
+  "push.register",
+  "push.remove",
+  "receipt",
+  "receipts",
+  "convs",
+  "typing",
+] as const satisfies readonly ClientFrame["type"][];
+
+export type ClientFrameType = (typeof CLIENT_FRAME_TYPES)[number];
+// Compiles only when every ClientFrame type is listed above; otherwise the error names the one missing.
+type NoneMissing<T extends never> = T;
+export type UnlistedClientFrameType = NoneMissing<Exclude<ClientFrame["type"], ClientFrameType>>;
 
 /** Frames the server sends. A server may add frame types; the client ignores ones it does not know. */
 export type ServerFrame =
@@ -117,6 +177,11 @@ export type ServerFrame =
   | { type: "receipts"; ref?: string; conv: string; receipts: ReceiptState[] }
   | { type: "convs"; ref?: string; convs: ConversationSummary[] }
   | { type: "typing"; ref?: string; conv: string; user: string; ttlMs: number }
+  /** Live (no `ref`): a contact's presence changed, one entry; a reply: the users asked about. */
+  | { type: "presence"; ref?: string; users: PresenceEntry[] }
+  /** `secret` (webhooks only, sent once) signs the webhook's requests. */
+  | { type: "push.registered"; ref?: string; id: string; kind: PushTarget["kind"]; secret?: string }
+  | { type: "push.removed"; ref?: string; id: string; removed: boolean }
   | { type: "error"; ref?: string; code: string; message: string; temporary: boolean };
 
 /** WebSocket close codes the server uses (docs/protocol.md, "Close codes"). */

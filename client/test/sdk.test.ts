@@ -1,22 +1,28 @@
 // The SDK's pieces without a server: backoff, URLs, ids, cursor stores, that its copies of the
-// server's error codes and close codes match core/errors.ts, that it ignores frames it does not
-// know (so new server events are not a breaking change), and that the page's bundle is current.
+// server's error codes, close codes and client frame types match core/errors.ts and
+// edge/protocol.ts, that it ignores frames it does not know (so new server events are not a
+// breaking change), presence and push requests and events, and that the page's bundle is current.
 import { WebSocket as NodeWebSocket } from "ws";
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { CLOSE, ERRORS } from "../../core/errors.ts";
 import { ID_PATTERN } from "../../core/ids.ts";
+import { CLIENT_FRAME_TYPES as SERVER_CLIENT_FRAME_TYPES, ClientFrame as ClientFrameSchema, HelloFrame } from "../../edge/protocol.ts";
 import { pageBundleIsCurrent } from "../../scripts/build-client.ts";
 import {
   backoffDelay,
+  CLIENT_FRAME_TYPES,
   CLOSE_CODES,
   closeAction,
   LocalStorageCursorStore,
   NatterClient,
+  NatterError,
   newClientId,
   SERVER_ERROR_CODES,
   toWebSocketUrl,
   type ChatMessage,
-  type NatterError,
+  type NatterClientOptions,
+  type PresenceEntry,
   type StorageLike,
   type WebSocketConstructor,
 } from "../src/index.js";
@@ -74,6 +80,18 @@ describe("agreement with the server", () => {
     expect([...SERVER_ERROR_CODES].sort()).toEqual(Object.keys(ERRORS).sort());
   });
 
+  it("sends every client frame type the server accepts, and no other", () => {
+    // The types the server's schema parses (push.register is a union of its own, by kind).
+    const typesOf = (schema: z.ZodType): string[] =>
+      schema instanceof z.ZodDiscriminatedUnion
+        ? (schema.options as z.ZodType[]).flatMap(typesOf)
+        : [String(((schema as z.ZodObject).shape.type as z.ZodLiteral).value)];
+    const accepted = [...new Set([...typesOf(HelloFrame), ...typesOf(ClientFrameSchema)])].sort();
+    expect([...CLIENT_FRAME_TYPES].sort()).toEqual(accepted);
+    // The server's own list (it answers UNKNOWN_TYPE to anything else) says the same.
+    expect([...SERVER_CLIENT_FRAME_TYPES].sort()).toEqual(accepted);
+  });
+
   it.each(Object.entries(CLOSE))("treats close %s as the server means it", (name, c) => {
     expect(CLOSE_CODES[name as keyof typeof CLOSE_CODES]).toBe(c.code);
     const expected = name === "UNAUTHORIZED" ? "refresh-token" : c.reconnect ? "reconnect" : "stop";
@@ -118,8 +136,8 @@ class FakeSocket {
   }
 }
 
-async function connected(): Promise<{ client: NatterClient; socket: FakeSocket; messages: ChatMessage[] }> {
-  const client = new NatterClient({ url: "http://edge.test", user: "u", device: "d", token: "t", WebSocket: FakeSocket, pingIntervalMs: 0 });
+async function connected(opts: Partial<NatterClientOptions> = {}): Promise<{ client: NatterClient; socket: FakeSocket; messages: ChatMessage[] }> {
+  const client = new NatterClient({ url: "http://edge.test", user: "u", device: "d", token: "t", WebSocket: FakeSocket, pingIntervalMs: 0, ...opts });
   const messages: ChatMessage[] = [];
   client.on("message", (m) => messages.push(m));
   const done = client.connect();
@@ -203,5 +221,130 @@ describe("frames", () => {
     await expect(pending).rejects.toMatchObject({ code: "UNSUPPORTED_VERSION", temporary: false, closeCode: 4426 });
     expect(client.state).toBe("closed");
     await expect(client.connect()).rejects.toMatchObject({ code: "CLOSED" } satisfies Partial<NatterError>);
+  });
+});
+
+describe("presence and push", () => {
+  /** The last frame of `type` the client sent. */
+  const lastSent = (socket: FakeSocket, type: string) => socket.sent.filter((f) => f.type === type).at(-1)!;
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+
+  it("asks for presence by users or by conversation and resolves with the entries", async () => {
+    const { client, socket } = await connected();
+    const byUsers = client.presence({ users: ["v", "w"] });
+    expect(lastSent(socket, "presence")).toEqual({ type: "presence", users: ["v", "w"], ref: expect.any(String) });
+    const entries = [
+      { user: "v", online: true, rev: 3 },
+      { user: "w", online: false, lastSeen: 1_700_000_000_000, rev: 9 },
+    ];
+    socket.serverSends({ type: "presence", ref: lastSent(socket, "presence").ref, users: entries });
+    await expect(byUsers).resolves.toEqual(entries);
+
+    const byConv = client.presence({ conv: "g" });
+    expect(lastSent(socket, "presence")).toEqual({ type: "presence", conv: "g", ref: expect.any(String) });
+    socket.serverSends({ type: "presence", ref: lastSent(socket, "presence").ref, users: [] });
+    await expect(byConv).resolves.toEqual([]);
+
+    // Asking about no one sends nothing (the server would refuse the empty list).
+    await expect(client.presence({ users: [] })).resolves.toEqual([]);
+    expect(socket.sent.filter((f) => f.type === "presence")).toHaveLength(2);
+    client.close();
+  });
+
+  it("emits each entry of a live presence frame, dropping one older than the last seen for its user", async () => {
+    const { client, socket } = await connected({ backoff: { initialMs: 1, maxMs: 1 } });
+    const seen: PresenceEntry[] = [];
+    client.on("presence", (e) => seen.push(e));
+    const live = (...users: PresenceEntry[]) => socket.serverSends({ type: "presence", users });
+    live({ user: "v", online: true, rev: 5 });
+    live({ user: "v", online: false, lastSeen: 100, rev: 4 }); // crossed the newer one: dropped
+    live({ user: "v", online: false, lastSeen: 200, rev: 6 }, { user: "w", online: true, rev: 1 });
+    expect(seen).toEqual([
+      { user: "v", online: true, rev: 5 },
+      { user: "v", online: false, lastSeen: 200, rev: 6 },
+      { user: "w", online: true, rev: 1 },
+    ]);
+
+    // A reply that a live change crossed gives the newer entry; a live frame older than a reply is dropped.
+    const asked = client.presence({ users: ["v", "w"] });
+    socket.serverSends({
+      type: "presence",
+      ref: lastSent(socket, "presence").ref,
+      users: [
+        { user: "v", online: true, rev: 5 },
+        { user: "w", online: false, lastSeen: 300, rev: 2 },
+      ],
+    });
+    await expect(asked).resolves.toEqual([
+      { user: "v", online: false, lastSeen: 200, rev: 6 },
+      { user: "w", online: false, lastSeen: 300, rev: 2 },
+    ]);
+    live({ user: "w", online: true, rev: 1 });
+    expect(seen).toHaveLength(3);
+
+    // A new connection starts over (the app asks again after `open`; revs may restart with the server's bucket).
+    socket.serverCloses(1001);
+    await expect.poll(() => FakeSocket.last !== socket && FakeSocket.last!.sent.length > 0).toBe(true);
+    const again = FakeSocket.last!;
+    again.serverSends({ type: "welcome", v: 1, user: "u", device: "d", cursor: 10 });
+    again.serverSends({ type: "presence", users: [{ user: "v", online: true, rev: 1 }] });
+    expect(seen.at(-1)).toEqual({ user: "v", online: true, rev: 1 });
+    client.close();
+  });
+
+  it("registers webhook and Web Push subscriptions with the frames the server takes, and removes them", async () => {
+    const { client, socket } = await connected();
+    const reply = (frame: Record<string, unknown>) => socket.serverSends({ ...frame, ref: socket.sent.at(-1)!.ref });
+
+    const hook = client.registerPush({ kind: "webhook", url: "https://hooks.example/natter" });
+    expect(socket.sent.at(-1)).toEqual({ type: "push.register", kind: "webhook", url: "https://hooks.example/natter", ref: expect.any(String) });
+    reply({ type: "push.registered", id: "ps_1", kind: "webhook", secret: "s3cret" });
+    await expect(hook).resolves.toEqual({ id: "ps_1", kind: "webhook", secret: "s3cret" });
+
+    // A browser's PushSubscription.toJSON(), as it is: expirationTime is left out.
+    const keys = { p256dh: "BPk", auth: "au" };
+    const json = client.registerPush({ endpoint: "https://push.example/abc", expirationTime: null, keys });
+    expect(socket.sent.at(-1)).toEqual({ type: "push.register", kind: "webpush", endpoint: "https://push.example/abc", keys, ref: expect.any(String) });
+    reply({ type: "push.registered", id: "ps_2", kind: "webpush" });
+    await expect(json).resolves.toEqual({ id: "ps_2", kind: "webpush" });
+    // The PushSubscription itself (its keys are only in toJSON()), and the explicit form.
+    const subscription = { endpoint: "https://push.example/abc", expirationTime: null, toJSON: () => ({ endpoint: "https://push.example/abc", keys }) };
+    for (const [target, endpoint] of [
+      [subscription, "https://push.example/abc"],
+      [{ kind: "webpush", endpoint: "https://push.example/def", keys }, "https://push.example/def"],
+    ] as const) {
+      const registered = client.registerPush(target);
+      expect(socket.sent.at(-1)).toEqual({ type: "push.register", kind: "webpush", endpoint, keys, ref: expect.any(String) });
+      reply({ type: "push.registered", id: "ps_2", kind: "webpush" });
+      await expect(registered).resolves.toEqual({ id: "ps_2", kind: "webpush" });
+    }
+    // Not a subscription: refused here, nothing sent.
+    const count = socket.sent.length;
+    await expect(client.registerPush({ endpoint: "https://push.example/abc" })).rejects.toMatchObject({ code: "BAD_FRAME", temporary: false });
+    expect(socket.sent).toHaveLength(count);
+
+    const removed = client.removePush("ps_1");
+    expect(socket.sent.at(-1)).toEqual({ type: "push.remove", id: "ps_1", ref: expect.any(String) });
+    reply({ type: "push.removed", id: "ps_1", removed: true });
+    await expect(removed).resolves.toBe(true);
+    const again = client.removePush("ps_1");
+    reply({ type: "push.removed", id: "ps_1", removed: false });
+    await expect(again).resolves.toBe(false);
+    client.close();
+  });
+
+  it("rejects with a typed NatterError when the server refuses (push off) and stays open", async () => {
+    const { client, socket } = await connected();
+    const refused = client.registerPush({ kind: "webhook", url: "https://hooks.example/natter" });
+    socket.serverSends({ type: "error", ref: lastSent(socket, "push.register").ref, code: "PUSH_DISABLED", message: "push notifications are off", temporary: false });
+    const err = await refused.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NatterError);
+    expect(err).toMatchObject({ code: "PUSH_DISABLED", temporary: false, message: "push notifications are off" });
+    const removal = client.removePush("ps_1");
+    socket.serverSends({ type: "error", ref: lastSent(socket, "push.remove").ref, code: "PUSH_DISABLED", message: "push notifications are off", temporary: false });
+    await expect(removal).rejects.toMatchObject({ code: "PUSH_DISABLED" });
+    await tick();
+    expect(client.state).toBe("open");
+    client.close();
   });
 });
