@@ -46,9 +46,13 @@ describe("NatsKvPresence bucket", () => {
   });
 
   test("markers and leave tombstones vanish after markerTtlSec: nothing piles up", async () => {
-    const store = open(2);
+    const ttlMs = 2000;
+    const markerTtlMs = cfg.presence.markerTtlSec * 1000;
+    const store = open(ttlMs / 1000);
     const a = await store.touch("tomb_a", "d");
+    const touchingB = Date.now();
     await store.touch("tomb_b", "d");
+    const leaving = Date.now();
     expect(await store.leave("tomb_a", "d", a.revision)).toBe(true);
     const subjects = async () => {
       const it = await jsm.direct.getLastMessagesFor(names.kvStream(names.presenceBucket), { multi_last: ["$KV.presence.tomb_a.*", "$KV.presence.tomb_b.*"] }).catch(() => undefined);
@@ -56,11 +60,30 @@ describe("NatsKvPresence bucket", () => {
       if (it) for await (const sm of it) out.push(`${sm.subject}:${sm.header?.get("KV-Operation") || sm.header?.get("Nats-Marker-Reason") || "PUT"}`);
       return out.sort();
     };
-    expect(await subjects()).toEqual(["$KV.presence.tomb_a.d:PURGE", "$KV.presence.tomb_b.d:PUT"]);
-    // tomb_b expires at 2 s (a MaxAge marker for 3 s); tomb_a's tombstone lives 3 s.
-    await new Promise((r) => setTimeout(r, 2500));
-    expect(await subjects()).toEqual(["$KV.presence.tomb_a.d:PURGE", "$KV.presence.tomb_b.d:MaxAge"]);
-    await new Promise((r) => setTimeout(r, 3500));
-    expect(await subjects()).toEqual([]);
+    const [tombstone, live, marker] = ["$KV.presence.tomb_a.d:PURGE", "$KV.presence.tomb_b.d:PUT", "$KV.presence.tomb_b.d:MaxAge"];
+    expect(await subjects()).toEqual([tombstone, live]);
+    // tomb_b expires ttl after its touch, leaving a MaxAge marker; the marker and tomb_a's
+    // tombstone each live markerTtlSec. Watch until nothing is left, noting when each look was answered by.
+    const looks: { by: number; subjects: string[] }[] = [];
+    await expect
+      .poll(
+        async () => {
+          const now = await subjects();
+          looks.push({ by: Date.now(), subjects: now });
+          return now;
+        },
+        { timeout: ttlMs + markerTtlMs + 10_000, interval: 100 },
+      )
+      .toEqual([]);
+    // Only these records, and the marker was there to be seen.
+    for (const l of looks) expect([tombstone, live, marker]).toEqual(expect.arrayContaining(l.subjects));
+    const markerSeen = looks.findIndex((l) => l.subjects.includes(marker));
+    expect(markerSeen).toBeGreaterThanOrEqual(0);
+    // Neither went before markerTtlSec: the tombstone was written after `leaving`; tomb_b's marker
+    // at its expiry, at least ttl after `touchingB`.
+    for (const l of looks.filter((l) => l.by < leaving + markerTtlMs)) expect(l.subjects).toContain(tombstone);
+    for (const l of looks.slice(markerSeen).filter((l) => l.by < touchingB + ttlMs + markerTtlMs)) expect(l.subjects).toContain(marker);
+    // And tomb_b did not expire before its ttl.
+    for (const l of looks.filter((l) => l.by < touchingB + ttlMs)) expect(l.subjects).toContain(live);
   });
 });

@@ -2,6 +2,7 @@
 // and answers GET /discovery — same region first, then the lowest load, full edges last, never a
 // draining edge; a draining edge refuses new sockets; a graceful close removes it at once.
 import { describe, expect, it, onTestFinished } from "vitest";
+import { edgeKey, kvKeySubject, names } from "../streams/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode, type NodeHandle } from "./support/node.ts";
 import { TestClient } from "./support/ws-client.ts";
@@ -71,9 +72,16 @@ describe("discovery", () => {
 
   it("a gracefully closed edge is removed at once, not after the TTL", async () => {
     await expect.poll(() => ids(euA, "?region=us&limit=10"), { timeout: 5000 }).toContain("us-a");
-    const t0 = Date.now();
-    await usA.node.close();
+    // Watch while the close runs: it marks the edge draining, then removes its entry.
+    const closing = usA.node.close();
     await expect.poll(() => ids(euA, "?region=us&limit=10"), { timeout: 5000, interval: 100 }).not.toContain("us-a");
-    expect(Date.now() - t0).toBeLessThan(TTL_S * 1000);
+    const goneAt = Date.now();
+    await closing;
+    // Removed, not expired: the entry's last record is the close's PURGE, not a MaxAge marker...
+    const last = await euA.node.jsm.direct.getMessage(names.kvStream(names.edgesBucket), { last_by_subj: kvKeySubject(names.edgesBucket, edgeKey("us-a")) });
+    expect(last?.header?.get("KV-Operation")).toBe("PURGE");
+    expect(last?.header?.has("Nats-Marker-Reason")).toBe(false);
+    // ...and no edge answered with it for longer than its 1 s list cache after that removal.
+    expect(goneAt - last!.time.getTime()).toBeLessThan(TTL_S * 1000);
   });
 });

@@ -10,7 +10,7 @@ import sharp from "sharp";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { WebSocket } from "ws";
 import { NatterClient } from "../client/src/index.js";
-import type { ImageRef } from "../streams/index.ts";
+import { kvKeySubject, names, type ImageRef } from "../streams/index.ts";
 import { hasGps, makeImage, pngBomb, SVG, truncated, type TestImageType } from "./support/images.ts";
 import type { NodeHandle } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";
@@ -242,11 +242,12 @@ export function imageSuite(o: ImageSuiteOptions): void {
       const alice = await client("alice", "orphans");
       const dm = convOf(await alice.request({ type: "dm.open", peer: "erin" }));
       const orphan = await uploadOk("alice", await makeImage("image/webp", { width: 64, height: 64 }), "image/webp");
+      // Its record's TTL started before the upload returned: measuring from here never counts too much.
+      const t0 = Date.now();
       const kept = await uploadOk("alice", await makeImage("image/png", { width: 64, height: 64 }), "image/png");
-      await alice.request({ type: "send", conv: dm.id, cid: "kept-1", text: "", images: [kept.id] });
+      expect(await alice.request({ type: "send", conv: dm.id, cid: "kept-1", text: "", images: [kept.id] })).toMatchObject({ type: "ack" });
       const blobs = o.node.node.blobs;
       expect(await blobs.stat(`images/${orphan.id}/full`)).not.toBeNull();
-      const t0 = Date.now();
       await expect
         .poll(async () => [await blobs.stat(`images/${orphan.id}/full`), await blobs.stat(`images/${orphan.id}/thumb`)], {
           timeout: (o.orphanAfterSec + 15) * 1000,
@@ -256,8 +257,19 @@ export function imageSuite(o: ImageSuiteOptions): void {
       expect(Date.now() - t0).toBeGreaterThanOrEqual((o.orphanAfterSec - 1) * 1000);
       // Its record is gone: it cannot be attached any more.
       expect(await alice.request({ type: "send", conv: dm.id, cid: "late", text: "", images: [orphan.id] })).toMatchObject({ type: "error", code: "IMAGE_NOT_FOUND" });
-      // The attached one outlived its own record's expiry (renewed when attached) and still opens.
-      await sleep(2_000);
+      // The attached one outlives its own record's expiry (orphanAfterSec after the attach renewed it)
+      // and still opens: wait until that expiry's marker is written and the sweeper has acknowledged it.
+      const jsm = o.node.node.jsm;
+      const uploads = names.kvStream(names.uploadsBucket);
+      const keptMarker = async () => {
+        const last = await jsm.direct.getMessage(uploads, { last_by_subj: kvKeySubject(names.uploadsBucket, kept.id) }).catch(() => null);
+        return last?.header?.get("Nats-Marker-Reason") === "MaxAge" ? last.seq : 0;
+      };
+      await expect.poll(keptMarker, { timeout: (o.orphanAfterSec + 15) * 1000, interval: 250 }).toBeGreaterThan(0);
+      const markerSeq = await keptMarker();
+      await expect
+        .poll(async () => (await jsm.consumers.info(uploads, names.uploadsSweeperConsumer)).ack_floor.stream_seq)
+        .toBeGreaterThanOrEqual(markerSeq);
       expect(await blobs.stat(`images/${kept.id}/full`)).not.toBeNull();
       expect((await fetchAs(await o.node.token("erin"), kept.id, "thumb")).status).toBe(200);
     });

@@ -1,6 +1,7 @@
 // The edge's limits, each with its typed error or close code, on a real node.
 import { WebSocket } from "ws";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { ConversationIndex } from "../streams/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode } from "./support/node.ts";
 import { TestClient } from "./support/ws-client.ts";
@@ -14,7 +15,8 @@ const node = useNode(() =>
       maxPayloadBytes: 128 * 1024,
       sendsPerSecond: 3,
       badFramesPerMinute: 5,
-      helloTimeoutMs: 300,
+      // Every connect in this file must say hello in time: leave room for a stalled event loop.
+      helloTimeoutMs: 2000,
       maxBufferedBytes: 64 * 1024,
       allowedOrigins: ["https://chat.example"],
       maxConversationsPerUser: 3,
@@ -62,15 +64,17 @@ describe("edge limits", () => {
     const evil = new WebSocket(wsUrl, { origin: "https://evil.example" });
     const code = await new Promise<number>((resolve) => evil.on("close", (c) => resolve(c)));
     expect(code).toBe(4403);
+    // The hello timer starts when the socket opens: have the token ready before.
+    const token = await node.token("origin_ok");
     const good = new WebSocket(wsUrl, { origin: "https://chat.example" });
     onTestFinished(() => good.close());
+    const first = new Promise<string>((resolve) => good.once("message", (d) => resolve(String(d))));
     await new Promise((resolve, reject) => {
       good.once("open", resolve);
       good.once("error", reject);
     });
-    good.send(JSON.stringify({ type: "hello", v: 1, token: await node.token("origin_ok"), device: "d" }));
-    const first = await new Promise<string>((resolve) => good.once("message", (d) => resolve(String(d))));
-    expect(JSON.parse(first)).toMatchObject({ type: "welcome" });
+    good.send(JSON.stringify({ type: "hello", v: 1, token, device: "d" }));
+    expect(JSON.parse(await first)).toMatchObject({ type: "welcome" });
   });
 
   it("closes a device that does not read with 4409 (resume from your cursor), without hurting the sender", async () => {
@@ -100,6 +104,8 @@ describe("conversations per user", () => {
   type Conv = { id: string; members: string[] };
   const convOf = (f: Record<string, unknown>) => f.conv as Conv;
   const listed = async (c: TestClient) => ((await c.request({ type: "convs" })).convs as Conv[]).map((x) => x.id).sort();
+  /** What the limit counts: the user's member entries in the user-convs index. */
+  const memberCount = (user: string) => new ConversationIndex(node.node.js, node.node.jsm).memberCount(user);
 
   it("refuses a user's fourth conversation with TOO_MANY_CONVERSATIONS, whoever opens it, and frees a slot on leaving", async () => {
     const a = await client("cap_a");
@@ -108,7 +114,8 @@ describe("conversations per user", () => {
     const dms = [convOf(await a.request({ type: "dm.open", peer: "cap_b" })), convOf(await a.request({ type: "dm.open", peer: "cap_c" }))];
     const group = convOf(await b.request({ type: "group.create", name: "three", members: ["cap_a"] }));
     // The count is the user-convs index, which the fan-out keeps: wait until it holds all three.
-    await expect.poll(() => listed(a)).toEqual([...dms.map((d) => d.id), group.id].sort());
+    await expect.poll(() => memberCount("cap_a")).toBe(3);
+    expect(await listed(a)).toEqual([...dms.map((d) => d.id), group.id].sort());
 
     expect(await a.request({ type: "dm.open", peer: "cap_d" })).toMatchObject({ type: "error", code: "TOO_MANY_CONVERSATIONS", temporary: false });
     // The other side of a new 1:1, a group with cap_a in it, an add of cap_a: all refused, nothing created.
@@ -123,9 +130,10 @@ describe("conversations per user", () => {
     // A non-member adding cap_a learns nothing of cap_a's limit.
     expect(await a.request({ type: "group.add", conv: open.id, user: "cap_a" })).toMatchObject({ code: "NOT_MEMBER" });
 
-    // Leaving the group frees a slot once the index has it.
-    await a.request({ type: "group.leave", conv: group.id });
+    // Leaving the group frees a slot once the index has it (the listing drops it earlier, from the stream).
+    expect(await a.request({ type: "group.leave", conv: group.id })).toMatchObject({ type: "conv" });
     await expect.poll(() => listed(a)).toEqual(dms.map((d) => d.id).sort());
+    await expect.poll(() => memberCount("cap_a")).toBe(2);
     expect(convOf(await e.request({ type: "dm.open", peer: "cap_a" })).members).toEqual(["cap_a", "cap_e"]);
   });
 });

@@ -27,10 +27,24 @@ const edges = [
   useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-1" }, workers: { enabled: false } }))),
 ];
 
-async function client(edge: number, user: string, device: string): Promise<TestClient> {
+/**
+ * A connected device that heartbeats like a real client — a ping every `heartbeatMs` of its
+ * welcome (TTL/3) while the socket is open — unless `silent`: then it sends only what a test makes
+ * it send.
+ */
+async function client(edge: number, user: string, device: string, opts: { silent?: boolean } = {}): Promise<TestClient> {
   const e = edges[edge]!;
   const c = await TestClient.connect(e.url, { token: await e.token(user), device });
   onTestFinished(() => c.close());
+  if (!opts.silent) {
+    const welcome = c.frames.find((f) => f.type === "welcome")!;
+    expect(welcome.heartbeatMs).toBeGreaterThan(0);
+    const heartbeats = setInterval(() => {
+      if (c.ws.readyState === c.ws.OPEN) c.sendRaw(JSON.stringify({ type: "ping" }));
+    }, welcome.heartbeatMs as number);
+    onTestFinished(() => clearInterval(heartbeats));
+    void c.closed.then(() => clearInterval(heartbeats));
+  }
   return c;
 }
 
@@ -38,14 +52,40 @@ type Entry = { user: string; online: boolean; lastSeen?: number; rev: number };
 /** Live presence entries a client received about `user` (frames without ref), in order. */
 const live = (c: TestClient, user: string): Entry[] =>
   c.frames.filter((f) => f.type === "presence" && f.ref === undefined).flatMap((f) => (f.users as Entry[]).filter((e) => e.user === user));
-const waitLive = (c: TestClient, user: string, online: boolean, timeoutMs = 10_000): Promise<Frame> =>
-  c.waitFor((f) => f.type === "presence" && f.ref === undefined && (f.users as Entry[]).some((e) => e.user === user && e.online === online), timeoutMs);
-/** Whether a device's presence key is live (its last record is a write, not a removal or expiry). */
-async function deviceKeyLive(user: string, device: string): Promise<boolean> {
-  const last = await edges[0]!.node.jsm.direct
+/** The first live presence frame about `user` with that state, among those received from index `from` on. */
+const waitLive = (c: TestClient, user: string, online: boolean, timeoutMs = 10_000, from = 0): Promise<Frame> => {
+  const earlier = new Set(c.frames.slice(0, from));
+  return c.waitFor(
+    (f) => !earlier.has(f) && f.type === "presence" && f.ref === undefined && (f.users as Entry[]).some((e) => e.user === user && e.online === online),
+    timeoutMs,
+  );
+};
+/** The last record of a device's presence key (a write, a removal, or an expiry marker). */
+const lastDeviceRecord = (user: string, device: string) =>
+  edges[0]!.node.jsm.direct
     .getMessage(names.kvStream(names.presenceBucket), { last_by_subj: kvKeySubject(names.presenceBucket, presenceDeviceKey(user, device)) })
     .catch(() => null);
+/** Whether a device's presence key is live (its last record is a write, not a removal or expiry). */
+async function deviceKeyLive(user: string, device: string): Promise<boolean> {
+  const last = await lastDeviceRecord(user, device);
   return last !== null && (last.header?.get("KV-Operation") ?? "") === "" && !last.header?.get("Nats-Marker-Reason");
+}
+/** The stream sequence of a device's graceful leave, once its key's last record is that PURGE. */
+async function leaveSeq(user: string, device: string): Promise<number> {
+  let seq = 0;
+  await expect
+    .poll(async () => {
+      const last = await lastDeviceRecord(user, device);
+      seq = last?.seq ?? 0;
+      return [last?.header?.get("KV-Operation"), last?.header?.has("Nats-Marker-Reason") ?? false];
+    })
+    .toEqual(["PURGE", false]);
+  return seq;
+}
+/** Whether the presence worker has handled (acked) every change of the presence stream up to `seq`. */
+async function workerHandled(seq: number): Promise<boolean> {
+  const info = await edges[0]!.node.jsm.consumers.info(names.kvStream(names.presenceBucket), names.presenceConsumer);
+  return info.ack_floor.stream_seq >= seq;
 }
 
 async function ask(c: TestClient, frame: Record<string, unknown>): Promise<Entry[]> {
@@ -59,13 +99,14 @@ describe("presence", () => {
     const bob = await client(1, "bob", "laptop");
     await bob.request({ type: "dm.open", peer: "alice" });
     const sentAt = Date.now();
-    const alice = await client(0, "alice", "phone"); // its hello is its last frame: then silence
+    const alice = await client(0, "alice", "phone", { silent: true }); // its hello is its last frame: then silence
+    // Its key is written when it is welcomed: the TTL runs from then, not from before the connect.
+    const welcomedAt = Date.now();
     expect(alice.frames[0]).toMatchObject({ type: "welcome", heartbeatMs: Math.floor((TTL_S * 1000) / 3) });
     await waitLive(bob, "alice", true);
     const off = await waitLive(bob, "alice", false, (TTL_S + 3) * 1000);
-    const after = Date.now() - sentAt;
-    expect(after).toBeGreaterThanOrEqual((TTL_S * 1000) / 2);
-    expect(after).toBeLessThanOrEqual(TTL_S * 1000 + 1000);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual((TTL_S * 1000) / 2);
+    expect(Date.now() - welcomedAt).toBeLessThanOrEqual(TTL_S * 1000 + 1000);
     // What ended it is the limit marker the server wrote when the key expired: no sweeper.
     const last = await edges[0]!.node.jsm.direct.getMessage(names.kvStream(names.presenceBucket), {
       last_by_subj: kvKeySubject(names.presenceBucket, presenceDeviceKey("alice", "phone")),
@@ -73,25 +114,32 @@ describe("presence", () => {
     expect(last?.header.get("Nats-Marker-Reason")).toBe("MaxAge");
     const [offEntry] = off.users as Entry[];
     expect(offEntry!.lastSeen).toBeGreaterThanOrEqual(sentAt);
-    // The socket stayed open: its next heartbeat brings the device back, with a newer rev.
+    // The socket stayed open: its next heartbeat brings the device back, with a newer rev (a new
+    // online frame, after the offline one).
+    const seenBeforePing = bob.frames.length;
     expect((await alice.request({ type: "ping" })).type).toBe("pong");
-    await waitLive(bob, "alice", true);
+    await waitLive(bob, "alice", true, 10_000, seenBeforePing);
+    expect(live(bob, "alice").map((e) => e.online)).toEqual([true, false, true]);
     const revs = live(bob, "alice").map((e) => e.rev);
     expect(revs).toEqual([...revs].sort((a, b) => a - b));
     expect(new Set(revs).size).toBe(revs.length);
   });
 
   it("heartbeats keep a device online well past the TTL", async () => {
-    const dora = await client(0, "dora", "d");
+    // The watcher is dora's contact before she connects; then only her own pings (every TTL/3,
+    // from her welcome on) keep her key alive.
     const watcher = await client(1, "dwatch", "d");
     await watcher.request({ type: "dm.open", peer: "dora" });
+    const dora = await client(0, "dora", "d", { silent: true });
     const until = Date.now() + TTL_S * 2500;
     while (Date.now() < until) {
       await dora.request({ type: "ping" });
       await new Promise((r) => setTimeout(r, (TTL_S * 1000) / 3));
     }
+    await waitLive(watcher, "dora", true);
+    expect(await deviceKeyLive("dora", "d")).toBe(true);
     expect(await ask(watcher, { users: ["dora"] })).toEqual([expect.objectContaining({ user: "dora", online: true })]);
-    expect(live(watcher, "dora").some((e) => !e.online)).toBe(false);
+    expect(live(watcher, "dora").map((e) => e.online)).toEqual([true]);
   });
 
   it("one user with two devices: one leaves and the user stays online; both leave and it goes offline at once, with a last seen", async () => {
@@ -104,16 +152,25 @@ describe("presence", () => {
     // is (rightly) an offline moment.
     await expect.poll(() => deviceKeyLive("carol", "laptop")).toBe(true);
     await phone.close();
-    await new Promise((r) => setTimeout(r, 500));
-    expect(live(dave, "carol").map((e) => e.online)).toEqual([true]);
+    // Once the worker has handled the phone's leave (the laptop still live), carol is online still.
+    const phoneLeft = await leaveSeq("carol", "phone");
+    await expect.poll(() => workerHandled(phoneLeft)).toBe(true);
     expect(await ask(dave, { users: ["carol"] })).toEqual([expect.objectContaining({ user: "carol", online: true })]);
+    expect(live(dave, "carol").map((e) => e.online)).toEqual([true]);
     const leftAt = Date.now();
     await laptop.close();
-    const off = await waitLive(dave, "carol", false, 2000);
-    expect(Date.now() - leftAt).toBeLessThan(1000); // graceful: at once, not after the TTL
+    const off = await waitLive(dave, "carol", false, (TTL_S + 3) * 1000);
+    const offAfter = Date.now() - leftAt;
+    // Graceful: what ended it is the laptop's leave (a PURGE), not its key expiring (a MaxAge
+    // marker), and the offline carries that leave's time as last seen...
+    await leaveSeq("carol", "laptop");
+    const leave = (await lastDeviceRecord("carol", "laptop"))!;
     const entry = (off.users as Entry[])[0]!;
-    expect(entry.lastSeen).toBeGreaterThanOrEqual(leftAt - 1000);
-    expect(entry.lastSeen).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(entry.lastSeen).toBe(leave.time.getTime());
+    expect(entry.lastSeen).toBeGreaterThanOrEqual(leftAt);
+    // ...so it comes at once, not after the TTL.
+    expect(offAfter).toBeLessThan(TTL_S * 1000);
+    expect(live(dave, "carol").map((e) => e.online)).toEqual([true, false]);
     expect(await ask(dave, { users: ["carol"] })).toEqual([entry]);
   });
 

@@ -17,13 +17,14 @@ describe("retention", () => {
     const a = await TestClient.connect(node.url, { token: await node.token("ret_a"), device: "d" });
     onTestFinished(() => a.close());
     const { conv } = (await a.request({ type: "dm.open", peer: "ret_b" })) as unknown as { conv: { id: string } };
-    const first = await a.request({ type: "send", conv: conv.id, cid: "old", text: "before the quiet" });
+    // Everything needed to look at the stream is ready before the send: the message lives 2 s.
     const nc = await connect({ servers: nats.url });
     onTestFinished(() => nc.close());
     const jsm = await jetstreamManager(nc);
     const t = topologyOf(cfg().streams);
     const stream = conversationStreamOf(t, conv.id);
     const lastOf = async (subject: string) => (await jsm.direct.getMessage(stream, { last_by_subj: subject }).catch(() => null))?.seq ?? null;
+    const first = await a.request({ type: "send", conv: conv.id, cid: "old", text: "before the quiet" });
     expect(await lastOf(conversationSubject(t, conv.id))).toBe(first.id);
     // The message leaves the stream after its TTL; the membership stays.
     await expect.poll(() => lastOf(conversationSubject(t, conv.id)), { timeout: 10_000, interval: 250 }).toBeNull();

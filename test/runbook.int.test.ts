@@ -37,7 +37,9 @@ function run(bin: string, args: string[], expected: string, env: NodeJS.ProcessE
   });
 }
 const nats = useNats({ extraConfig: 'server_name: "natter"' });
-const node = useNode(() => testConfig(nats.url));
+// alice says nothing while the commands run one after another (seconds each on a loaded machine):
+// her presence key must outlive them all, since three steps show it.
+const node = useNode(() => testConfig(nats.url, { presence: { ttlSec: 300 } }));
 
 interface Step {
   args: string[];

@@ -87,6 +87,8 @@ describe("the web chat page in Chromium", () => {
     await expect.poll(() => texts(bob), { timeout: 10_000 }).toEqual(["hi bob"]);
     await send(bob, "hi alice");
     await expect.poll(() => texts(alice), { timeout: 10_000 }).toEqual(["hi bob", "hi alice"]);
+    // Bob's own message shows as stored once its copy comes back to his device.
+    await expect.poll(() => texts(bob), { timeout: 10_000 }).toEqual(["hi bob", "hi alice"]);
 
     // Bob goes offline. Alice writes; so does bob, whose send waits for the network.
     bobsNetwork.cut();
@@ -101,7 +103,8 @@ describe("the web chat page in Chromium", () => {
 
     // Back online: no reload; bob catches up in order and his queued message goes out once.
     bobsNetwork.restore();
-    await bob.locator('#status[data-state="open"]').waitFor({ timeout: 15_000 });
+    // The SDK's next attempt may be one jittered backoff away (250 ms doubling up to 30 s).
+    await bob.locator('#status[data-state="open"]').waitFor({ timeout: 35_000 });
     const all = ["hi bob", "hi alice", ...missed, "written offline"];
     await expect.poll(() => texts(bob), { timeout: 15_000 }).toEqual(all);
     await expect.poll(() => texts(alice), { timeout: 15_000 }).toEqual(all);
@@ -109,7 +112,7 @@ describe("the web chat page in Chromium", () => {
     await alice.screenshot({ path: path.join(OUTPUT, "web-page-alice.png") });
     await bob.screenshot({ path: path.join(OUTPUT, "web-page-bob.png") });
     expect(pageErrors).toEqual([]);
-  });
+  }, 120_000);
 
   it("unread counts come from the server; typing shows and expires; a read receipt reaches the sender", async () => {
     const erin = await signIn(await context(), node.url, "erin");
