@@ -1,4 +1,4 @@
-// npm run bench:persist [-- --messages 20000 --conversations 200 --rounds 3 --writes 64 --ack-pending 4096]
+// npm run bench:persist [-- --messages 20000 --conversations 200 --rounds 3 --writes 256 --ack-pending 4096]
 // Writes the same N messages (a) through natter's persister (JetStream consumer → store → ack)
 // and (b) straight through the driver's executeConcurrent (one INSERT per row), on the same
 // Cassandra node, and compares. Uses a running test Cassandra (`npx tsx scripts/test-servers.ts up`)

@@ -219,8 +219,11 @@ export const WorkersSchema = z.strictObject({
   /** The workers' HTTP port: GET /metrics (Prometheus), /healthz, /readyz. 0 picks a free port. */
   httpHost: z.string().default("127.0.0.1"),
   httpPort: int(0, 65535).default(9090),
-  /** Store writes of the persister in flight; each carries one conversation's waiting messages (a batch under a backlog). */
-  persistConcurrency: int(1, 4096).default(32),
+  /**
+   * Store writes of the persister in flight: one per conversation at a time, carrying all its
+   * waiting messages (one batch under a backlog), so many quiet conversations are written side by side.
+   */
+  persistConcurrency: int(1, 4096).default(256),
 });
 
 export const PushSchema = z.strictObject({

@@ -14,7 +14,7 @@ export interface PersisterDeps {
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
-  /** Store writes in flight at once (default 256); each is one conversation's waiting messages. */
+  /** Store writes in flight at once (default 256): one per conversation, with all its waiting messages. */
   maxWrites?: number;
   /** Most messages of one conversation handed to the store in one write (default 256). */
   maxRowsPerWrite?: number;
@@ -38,15 +38,21 @@ interface Pending {
 }
 
 /**
- * Messages wait here per conversation until a write slot is free; a slot takes all of one
- * conversation's waiting messages. Under a backlog that groups rows by partition (the store writes
- * them as one batch); when keeping up, each message is written as it comes.
+ * Messages wait per conversation. A conversation has at most one write in flight; what arrives
+ * for it meanwhile waits and goes in its next write, all together. So under a backlog a busy
+ * conversation's rows go as one batch (one partition, one request), when keeping up each message
+ * is written as it comes, and many quiet conversations are written side by side, up to
+ * `maxWrites` at once. A conversation's rows are written in order, never racing each other.
  */
 export class Persister {
   readonly #deps: PersisterDeps;
   readonly #subs: ConsumerMessages[] = [];
   readonly #writes = new Set<Promise<void>>();
-  readonly #waiting = new Map<string, Pending[]>();
+  /** Conversations with messages to write and no write in flight, oldest first. */
+  readonly #ready = new Map<string, Pending[]>();
+  /** Messages of conversations with a write in flight: ready again when it ends. */
+  readonly #held = new Map<string, Pending[]>();
+  readonly #busy = new Set<string>();
   #scheduled = false;
   readonly stats: PersisterStats = { persisted: 0, writes: 0, failedBatches: 0, deadLettered: 0 };
 
@@ -73,9 +79,10 @@ export class Persister {
       this.#track(this.#deadLetter(m, "unreadable: not a natter conversation event"));
       return;
     }
-    const waiting = this.#waiting.get(row.conv);
+    const queue = this.#busy.has(row.conv) ? this.#held : this.#ready;
+    const waiting = queue.get(row.conv);
     if (waiting) waiting.push({ m, row });
-    else this.#waiting.set(row.conv, [{ m, row }]);
+    else queue.set(row.conv, [{ m, row }]);
     if (!this.#scheduled) {
       // Everything that arrived in this turn of the event loop is grouped before writing.
       this.#scheduled = true;
@@ -89,12 +96,23 @@ export class Persister {
     const maxWrites = this.#deps.maxWrites ?? 256;
     const maxRows = this.#deps.maxRowsPerWrite ?? 256;
     while (this.#writes.size < maxWrites) {
-      const first = this.#waiting.entries().next();
+      const first = this.#ready.entries().next();
       if (first.done) return;
       const [conv, waiting] = first.value;
+      this.#ready.delete(conv);
       const group = waiting.length <= maxRows ? waiting : waiting.splice(0, maxRows);
-      if (group === waiting) this.#waiting.delete(conv);
-      this.#track(this.#write(group));
+      if (group !== waiting) this.#held.set(conv, waiting);
+      this.#busy.add(conv);
+      this.#track(
+        this.#write(group).finally(() => {
+          this.#busy.delete(conv);
+          const next = this.#held.get(conv);
+          if (next) {
+            this.#held.delete(conv);
+            this.#ready.set(conv, next);
+          }
+        }),
+      );
     }
   }
 

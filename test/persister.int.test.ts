@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { loadConfig, REPO_ROOT, type CassandraStoreConfig } from "../config/index.ts";
 import { silentLogger } from "../core/logger.ts";
-import { CassandraMessageStore, migrateCassandra, Persister } from "../persistence/index.ts";
+import { CassandraMessageStore, migrateCassandra, Persister, type StoredMessage } from "../persistence/index.ts";
 import { conversationSubject, DEAD_HEADERS, encodeJson, ensureTopology, names, topologyOf, type ConversationMessage } from "../streams/index.ts";
 import { launchCassandra } from "./harness/cassandra.ts";
 import { useKeyspace } from "./harness/cassandra.ts";
@@ -100,6 +100,47 @@ describe("persister", () => {
     expect(a).toBeGreaterThan(0);
     expect(b).toBeGreaterThan(0);
     expect(await storedIds(stores[0]!, convIds)).toEqual([...seqs].sort((x, y) => x - y));
+  });
+
+  it("writes a backlog a conversation at a time: in order, never two writes of one conversation at once, many rows per write", async () => {
+    const { seqs, convIds } = await publish("backlog", 3000, 3);
+    const store = await CassandraMessageStore.open(storeConfig());
+    onTestFinished(() => store.close());
+    const busy = new Set<string>();
+    const lastId = new Map<string, number>();
+    const problems: string[] = [];
+    const sizes: number[] = [];
+    const tracked = new Proxy(store, {
+      get(target, key) {
+        if (key === "putMessages") {
+          return async (rows: StoredMessage[]) => {
+            const conv = rows[0]!.conv;
+            if (rows.some((r) => r.conv !== conv)) problems.push("a write spans conversations");
+            if (busy.has(conv)) problems.push(`two writes of ${conv} at once`);
+            if (rows.some((r, i) => i > 0 && r.id <= rows[i - 1]!.id) || rows[0]!.id <= (lastId.get(conv) ?? 0)) problems.push(`${conv} out of order`);
+            busy.add(conv);
+            sizes.push(rows.length);
+            try {
+              await target.putMessages(rows);
+            } finally {
+              busy.delete(conv);
+              lastId.set(conv, rows.at(-1)!.id);
+            }
+          };
+        }
+        const v = Reflect.get(target, key) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const worker = new Persister({ js, store: tracked, topology, log: silentLogger() });
+    onTestFinished(() => worker.stop());
+    await worker.start();
+    await waitDrained(60_000);
+    expect(problems).toEqual([]);
+    expect(await storedIds(store, convIds)).toEqual(seqs);
+    // 3,000 messages of 3 conversations waited in JetStream: they went in far fewer writes.
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(3000);
+    expect(sizes.length).toBeLessThan(300);
   });
 
   it("moves a poison message to the dead-letter stream with its reason; the next ones are persisted", async () => {
