@@ -1,4 +1,4 @@
-// npm run bench:persist [-- --messages 20000 --conversations 200 --rounds 3 --writes 256 --ack-pending 4096]
+// npm run bench:persist [-- --messages 20000 --conversations 200 --rounds 5 --writes 64 --ack-pending 4096]
 // Writes the same N messages (a) through natter's persister (JetStream consumer → store → ack)
 // and (b) straight through the driver's executeConcurrent (one INSERT per row), on the same
 // Cassandra node, and compares. Uses a running test Cassandra (`npx tsx scripts/test-servers.ts up`)
@@ -26,7 +26,7 @@ const { values } = parseArgs({
   options: {
     messages: { type: "string", default: "20000" },
     conversations: { type: "string", default: "200" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "5" },
     "driver-concurrency": { type: "string", default: "256" },
     "timeout-s": { type: "string", default: "600" },
     "rows-per-write": { type: "string" },

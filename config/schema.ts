@@ -221,9 +221,10 @@ export const WorkersSchema = z.strictObject({
   httpPort: int(0, 65535).default(9090),
   /**
    * Store writes of the persister in flight: one per conversation at a time, carrying all its
-   * waiting messages (one batch under a backlog), so many quiet conversations are written side by side.
+   * waiting messages (one batch under a backlog). Fewer slots make bigger batches (cheaper for a
+   * busy Cassandra); more let many quiet conversations be written side by side at lower latency.
    */
-  persistConcurrency: int(1, 4096).default(256),
+  persistConcurrency: int(1, 4096).default(64),
 });
 
 export const PushSchema = z.strictObject({
