@@ -96,9 +96,9 @@ describe("DevicePresence write rule", () => {
     await advance(20_000); // no heartbeat until 34.9 s: without the tick the key (30 s) would expire
     h.beat();
     await advance(10_000);
-    // The tick wrote at 23 s (key left: 7 s) until 30 s after the 14.9 s heartbeat, and at 38 s until
-    // 30 s after the 34.9 s one: writes ≥ ttl/2 apart, each before the key ran out.
-    expect(touches.map((t) => t - touches[0]!)).toEqual([0, 23_000, 38_000]);
+    // The tick wrote at 23 s (key left: 7 s) until 30 s after the 14.9 s heartbeat, and at 37 s (key
+    // left: 7 s again) until 30 s after the 34.9 s one: each before the key ran out, one per heartbeat.
+    expect(touches.map((t) => t - touches[0]!)).toEqual([0, 23_000, 37_000]);
     expect(expiry() - touches[0]!).toBe(64_000);
   });
 
@@ -147,5 +147,52 @@ describe("DevicePresence write rule", () => {
     h.beat();
     await advance(0);
     expect(touches.map((t) => t - touches[0]!)).toEqual([0, 1000]); // the tick retried
+  });
+
+  it.each([1, 42, 1234, 99_991, 2_024_113])("with a 2 s TTL, jittered heartbeats and slow writes, the key never lapses while the device heartbeats (seed %i)", async (first) => {
+    const ttl = 2000;
+    let now = 0;
+    let seed = first;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    // Writes take 0–300 ms (a busy edge and NATS); the TTL counts from when the write landed.
+    const inFlight: { at: number; land: () => void }[] = [];
+    const landed: { at: number; ttlMs: number }[] = [];
+    let revision = 0;
+    const store = {
+      ttlMs: ttl,
+      touch: (_u: string, _d: string, _prev?: number, ttlMs = ttl): Promise<Touch> =>
+        new Promise((resolve) => {
+          inFlight.push({
+            at: now + Math.floor(rnd() * 300),
+            land: () => {
+              landed.push({ at: now, ttlMs });
+              resolve({ revision: ++revision, started: revision === 1 });
+            },
+          });
+        }),
+      leave: async () => true,
+    } as unknown as PresenceStore;
+    const devices = new DevicePresence({ store, log: silentLogger(), now: () => now, tickMs: 0 });
+    const h = devices.connect("erin", "d");
+    let nextBeat = 0;
+    let beats = 0;
+    for (now = 1; now <= 60_000; now++) {
+      const due = inFlight.filter((w) => w.at <= now);
+      for (const w of due) inFlight.splice(inFlight.indexOf(w), 1), w.land();
+      for (let k = 0; k < 4; k++) await Promise.resolve(); // the edge's continuations run
+      // Heartbeats every ttl/3 (666 ms), each up to 250 ms late or early.
+      if (now >= nextBeat) {
+        h.beat();
+        beats++;
+        nextBeat = now + 666 + Math.floor((rnd() - 0.5) * 500);
+      }
+      if (now % 200 === 0) devices.tick(); // ttl/10, as the edge runs it
+    }
+    expect(landed.length).toBeGreaterThan(20);
+    for (let i = 1; i < landed.length; i++) {
+      expect(landed[i]!.at, `write ${i} landed after the key of write ${i - 1} expired`).toBeLessThanOrEqual(landed[i - 1]!.at + landed[i - 1]!.ttlMs);
+    }
+    // Still bounded: at most one write per heartbeat.
+    expect(landed.length).toBeLessThanOrEqual(beats);
   });
 });

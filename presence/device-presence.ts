@@ -1,14 +1,17 @@
 // The edge's side of presence: the devices connected to this process.
 //
-// Write rule — at most one KV write per device per ttl/2, plus its transitions:
+// Write rule — with heartbeats on time, one KV write per device per ttl/2 or more, plus its transitions:
 //   - connect: write (a transition), the key to live `ttl`;
 //   - a heartbeat (any frame) updates an in-memory time, and writes only if the last write is
-//     ttl/2 old or older (or the key has expired: the device is back, a transition). With
-//     heartbeats every ttl/3 that is one write per 2·ttl/3: 90/ttl per device per minute;
+//     ttl/2 old or older, or the key expires within ttl/4 (or has expired: the device is back, a
+//     transition). With heartbeats every ttl/3 that is one write per 2·ttl/3: 90/ttl per device
+//     per minute;
 //   - a tick (every ttl/10, at most 1 s) rescues devices whose heartbeat came just too early to
 //     write and whose next one is late: when a key expires within ttl/4 and a heartbeat arrived
-//     since its last write (ttl/2 ago or more), it is written to live until ttl after that
-//     heartbeat. So a heartbeat late by up to about 2·ttl/3 causes no offline flicker.
+//     since its last write, it is written to live until ttl after that heartbeat. So a heartbeat
+//     late by up to about 2·ttl/3 causes no offline flicker; a late or jittery device costs at
+//     most one write per heartbeat.
+//   - a failed write is tried again after a second at the earliest (on a heartbeat or a tick).
 // Every write makes the key live until ttl after the device's last heartbeat (in whole seconds,
 // rounded down), so a device that stops heartbeating is offline within ttl of its last one.
 //
@@ -40,6 +43,8 @@ interface Entry {
   lastWrite: number;
   /** When the key expires, as far as this edge knows (a write's issue time + its TTL). */
   expiresAt: number;
+  /** After a failed write: no new attempt before this time. */
+  retryAt: number;
   writing: boolean;
   revision: number | undefined;
   chain: Promise<void>;
@@ -99,7 +104,7 @@ export class DevicePresence {
     if (e) {
       e.sockets++;
     } else {
-      e = { user, device, sockets: 1, lastBeat: now, coveredBeat: -Infinity, lastWrite: -Infinity, expiresAt: -Infinity, writing: false, revision: undefined, chain: Promise.resolve() };
+      e = { user, device, sockets: 1, lastBeat: now, coveredBeat: -Infinity, lastWrite: -Infinity, expiresAt: -Infinity, retryAt: -Infinity, writing: false, revision: undefined, chain: Promise.resolve() };
       this.#devices.set(id, e);
     }
     const entry = e;
@@ -122,20 +127,28 @@ export class DevicePresence {
   #beat(e: Entry): void {
     const now = this.#now();
     e.lastBeat = now;
-    if (!e.writing && (now - e.lastWrite >= this.#interval || now >= e.expiresAt)) this.#write(e, now);
+    if (e.writing || now < e.retryAt) return;
+    // Every ttl/2; or sooner when the key is about to expire (a heartbeat is the best moment to
+    // write: the key then lives the whole ttl, where a rescue by the tick gets what is left of it).
+    if (now - e.lastWrite >= this.#interval || e.expiresAt - now <= this.#lead) this.#write(e, now);
   }
 
-  /** One pass of the rescue rule over this edge's devices (the timer calls it; tests too). */
+  /**
+   * One pass of the rescue rule over this edge's devices (the timer calls it; tests too): a key
+   * about to expire whose device heartbeated since its last write is written again, however
+   * recent that write (a rescue's TTL, rounded down to whole seconds, can be short). At most one
+   * write per heartbeat.
+   */
   tick(): void {
     const now = this.#now();
     for (const e of this.#devices.values()) {
-      if (e.writing || e.lastBeat <= e.coveredBeat) continue;
-      if (now - e.lastWrite >= this.#interval && e.expiresAt - now <= this.#lead) this.#write(e, now);
+      if (e.writing || now < e.retryAt || e.lastBeat <= e.coveredBeat) continue;
+      if (e.expiresAt - now <= this.#lead) this.#write(e, now);
     }
   }
 
   #write(e: Entry, now: number): void {
-    const before = { coveredBeat: e.coveredBeat, expiresAt: e.expiresAt };
+    const before = { coveredBeat: e.coveredBeat, expiresAt: e.expiresAt, lastWrite: e.lastWrite };
     // Live until ttl after the last heartbeat, in whole seconds (what a per-message TTL counts),
     // rounded down: never later than that.
     const ttlMs = Math.max(1, Math.floor((e.lastBeat + this.#ttl - now) / 1000)) * 1000;
@@ -152,8 +165,9 @@ export class DevicePresence {
         this.#log.warn({ err, user: e.user, device: e.device }, "presence write failed; retrying within a second");
         // Retry within a second (on the next heartbeat or tick), not after a whole interval.
         e.coveredBeat = before.coveredBeat;
-        e.expiresAt = Math.max(before.expiresAt, now + this.#retry);
-        e.lastWrite = now - this.#interval + this.#retry;
+        e.expiresAt = before.expiresAt;
+        e.lastWrite = before.lastWrite;
+        e.retryAt = now + this.#retry;
       } finally {
         e.writing = false;
       }
