@@ -14,7 +14,7 @@ export interface PersisterDeps {
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
-  /** Store writes in flight at once (default 256): one per conversation, with all its waiting messages. */
+  /** Store writes in flight at once (default 64, as workers.persistConcurrency): one per conversation, with all its waiting messages. */
   maxWrites?: number;
   /** Most messages of one conversation handed to the store in one write (default 256). */
   maxRowsPerWrite?: number;
@@ -93,7 +93,7 @@ export class Persister {
   /** Starts writes, oldest conversation first, while fewer than `maxWrites` are in flight. */
   #pump(): void {
     this.#scheduled = false;
-    const maxWrites = this.#deps.maxWrites ?? 256;
+    const maxWrites = this.#deps.maxWrites ?? 64;
     const maxRows = this.#deps.maxRowsPerWrite ?? 256;
     while (this.#writes.size < maxWrites) {
       const first = this.#ready.entries().next();
