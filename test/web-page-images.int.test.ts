@@ -1,37 +1,22 @@
 // Images on the web chat page in headless Chromium: alice picks two images with the page's file
 // input and sends them with a line of text; bob's page lays out both thumbnails at their
 // dimensions, loads them through the SDK with his token, and a click opens the full image.
-import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { CHROMIUM, REPO_ROOT } from "../config/tools.ts";
+import type { BrowserContext, Page } from "playwright-core";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { useNats } from "./harness/nats.ts";
+import { TEST_OUTPUT, useChromium } from "./support/browser.ts";
 import { makeImage } from "./support/images.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
-
-const OUTPUT = path.join(REPO_ROOT, "test-output");
-/** FACTS.md, "Browser tests" (as test/web-page.int.test.ts). */
-const CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 const nats = useNats();
 const node = useNode(() => testConfig(nats.url, { auth: { jwtSecret: TEST_SECRET, devTokens: true } }));
 
-let browser: Browser | undefined;
+const chromium = useChromium();
 const pageErrors: string[] = [];
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM.binary)) {
-    throw new Error(`Chromium is not installed (${CHROMIUM.binary} is missing): run \`npx tsx scripts/obtain.ts chromium\` (apt-get install -y chromium, as root)`);
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM.binary, headless: true, args: CHROMIUM_FLAGS });
-  mkdirSync(OUTPUT, { recursive: true });
-});
-afterAll(async () => {
-  await browser?.close();
-});
 
 async function signIn(user: string): Promise<{ ctx: BrowserContext; page: Page }> {
-  const ctx = await browser!.newContext({ viewport: { width: 900, height: 600 } });
+  const ctx = await chromium.browser().newContext({ viewport: { width: 900, height: 600 } });
   onTestFinished(() => ctx.close());
   const page = await ctx.newPage();
   page.on("pageerror", (err) => pageErrors.push(`${user}: ${err.message}`));
@@ -75,7 +60,7 @@ describe("images on the web chat page", () => {
     await full.waitForLoadState();
     expect(full.url()).toMatch(/^blob:/);
     expect(await full.evaluate(() => [document.images[0]?.naturalWidth, document.images[0]?.naturalHeight])).toEqual([800, 400]);
-    await bob.screenshot({ path: path.join(OUTPUT, "web-page-images-bob.png") });
+    await bob.screenshot({ path: path.join(TEST_OUTPUT, "web-page-images-bob.png") });
     expect(pageErrors).toEqual([]);
   });
 });

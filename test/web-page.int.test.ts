@@ -4,47 +4,24 @@
 // sees what it missed; then it reloads, opens a group and scrolls its history backwards. Unread
 // counts come from the server, typing shows and expires, and read receipts reach the sender.
 // Screenshots go to test-output/. The page speaks to natter only through the client SDK.
-import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import type { BrowserContext, Page } from "playwright-core";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { WebSocket } from "ws";
 import { MemoryCursorStore, NatterClient } from "../client/src/index.js";
-import { CHROMIUM, REPO_ROOT } from "../config/tools.ts";
 import { useNats } from "./harness/nats.ts";
+import { TEST_OUTPUT, useChromium } from "./support/browser.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
 import { startTcpProxy } from "./support/tcp-proxy.ts";
-
-const OUTPUT = path.join(REPO_ROOT, "test-output");
-/** FACTS.md, "Browser tests"; playwright adds --headless and a fresh --user-data-dir itself. */
-const CHROMIUM_FLAGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 const nats = useNats();
 const node = useNode(() => testConfig(nats.url, { auth: { jwtSecret: TEST_SECRET, devTokens: true } }));
 
-let browser: Browser | undefined;
+const chromium = useChromium();
 const pageErrors: string[] = [];
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM.binary)) {
-    throw new Error(`Chromium is not installed (${CHROMIUM.binary} is missing): run \`npx tsx scripts/obtain.ts chromium\` (apt-get install -y chromium, as root)`);
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM.binary, headless: true, args: CHROMIUM_FLAGS });
-  mkdirSync(OUTPUT, { recursive: true });
-});
-afterAll(async () => {
-  await browser?.close();
-});
 
 async function context(): Promise<BrowserContext> {
-  const ctx = await browser!.newContext({ viewport: { width: 900, height: 560 } });
+  const ctx = await chromium.browser().newContext({ viewport: { width: 900, height: 560 } });
   onTestFinished(() => ctx.close());
   return ctx;
 }
@@ -109,8 +86,8 @@ describe("the web chat page in Chromium", () => {
     await expect.poll(() => texts(bob), { timeout: 15_000 }).toEqual(all);
     await expect.poll(() => texts(alice), { timeout: 15_000 }).toEqual(all);
     expect(await bob.locator("#log .msg.pending").count()).toBe(0);
-    await alice.screenshot({ path: path.join(OUTPUT, "web-page-alice.png") });
-    await bob.screenshot({ path: path.join(OUTPUT, "web-page-bob.png") });
+    await alice.screenshot({ path: path.join(TEST_OUTPUT, "web-page-alice.png") });
+    await bob.screenshot({ path: path.join(TEST_OUTPUT, "web-page-bob.png") });
     expect(pageErrors).toEqual([]);
   }, 120_000);
 
@@ -142,7 +119,7 @@ describe("the web chat page in Chromium", () => {
     // Frank types: erin sees it, and it goes away by itself (ttlMs) when he stops.
     await frank.locator("#text").pressSequentially("typing a reply");
     await expect.poll(() => erin.textContent("#typing"), { timeout: 10_000 }).toBe("frank is typing…");
-    await erin.screenshot({ path: path.join(OUTPUT, "web-page-receipts.png") });
+    await erin.screenshot({ path: path.join(TEST_OUTPUT, "web-page-receipts.png") });
     await expect.poll(() => erin.textContent("#typing"), { timeout: 15_000 }).toBe("");
     expect(pageErrors).toEqual([]);
   });
@@ -178,7 +155,7 @@ describe("the web chat page in Chromium", () => {
     }
     expect(await texts(carol)).toEqual(lines);
     await carol.$eval("#log", (log) => log.scrollTo(0, 0));
-    await carol.screenshot({ path: path.join(OUTPUT, "web-page-history.png") });
+    await carol.screenshot({ path: path.join(TEST_OUTPUT, "web-page-history.png") });
     expect(pageErrors).toEqual([]);
   });
 });
