@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { WebSocket } from "ws";
-import { names } from "../streams/index.ts";
+import { names, scanFiltered } from "../streams/index.ts";
 import { startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
@@ -81,22 +81,14 @@ async function writesSoFar(jsm: JetStreamManager): Promise<number> {
 async function keys(jsm: JetStreamManager): Promise<{ live: number; gone: number }> {
   let live = 0;
   let gone = 0;
-  let seq = 1;
   const seen = new Set<string>();
-  for (let page = 0; page < 100; page++) {
-    let n = 0;
-    const it = await jsm.direct.getBatch(names.kvStream(names.presenceBucket), { seq, next_by_subj: names.kvStreamSubjects(names.presenceBucket), batch: 1000 }).catch(() => undefined);
-    if (!it) break;
-    for await (const sm of it) {
-      n++;
-      seq = sm.seq + 1;
-      // A key rewritten while this pages ahead shows up again: count each key once.
-      if (seen.has(sm.subject)) continue;
-      seen.add(sm.subject);
-      if (sm.header?.has("Nats-Marker-Reason") || sm.header?.has("KV-Operation")) gone++;
-      else live++;
-    }
-    if (n < 1000) break;
+  const scan = scanFiltered(jsm, names.kvStream(names.presenceBucket), names.kvStreamSubjects(names.presenceBucket), { page: 1000, maxPages: 100 });
+  for await (const sm of scan) {
+    // A key rewritten while this pages ahead shows up again: count each key once.
+    if (seen.has(sm.subject)) continue;
+    seen.add(sm.subject);
+    if (sm.header?.has("Nats-Marker-Reason") || sm.header?.has("KV-Operation")) gone++;
+    else live++;
   }
   return { live, gone };
 }

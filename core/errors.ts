@@ -98,3 +98,13 @@ export const CLOSE = {
 } as const;
 
 export type CloseKind = keyof typeof CLOSE;
+
+/**
+ * Close codes the WebSocket library (ws) sends on its own for frames it refuses before natter
+ * sees them. Documented with natter's own: a client meets them all the same.
+ */
+export const LIBRARY_CLOSE_CODES = {
+  PROTOCOL_ERROR: 1002,
+  INVALID_UTF8: 1007,
+  MESSAGE_TOO_BIG: 1009,
+} as const;

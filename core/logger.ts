@@ -22,3 +22,35 @@ export function createLogger(opts: LogOptions): Logger {
 export function silentLogger(): Logger {
   return pino({ level: "silent" });
 }
+
+/**
+ * Client mistakes (bad frames, bad tokens, oversize messages) are a client's problem, not the
+ * server's: each is counted by code, and the counts are logged at warn at most once per
+ * interval, so no client can flood the log.
+ */
+export class MistakeLog {
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  #counts = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(log: Logger, intervalMs = 10_000) {
+    this.#log = log;
+    this.#intervalMs = intervalMs;
+  }
+
+  note(code: string): void {
+    this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
+    this.#timer ??= setTimeout(() => this.flush(), this.#intervalMs).unref();
+  }
+
+  /** Logs what was counted since the last line (nothing when nothing was). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#counts.size === 0) return;
+    const counts = Object.fromEntries(this.#counts);
+    this.#counts = new Map();
+    this.#log.warn({ counts, intervalMs: this.#intervalMs }, "client mistakes (bad frames, bad tokens) in the last interval");
+  }
+}

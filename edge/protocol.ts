@@ -1,6 +1,7 @@
 // The WebSocket protocol, version 1 (docs/protocol.md). Frames are JSON objects with a `type`.
 // Client frames are validated here; ids are checked before they can reach a subject.
 import { z } from "zod";
+import { NatterError } from "../core/errors.ts";
 import { ID_PATTERN } from "../core/ids.ts";
 import type { ImageRef } from "../streams/index.ts";
 
@@ -198,3 +199,139 @@ export interface HistoryMessage {
 
 /** Where the edge reads history from (the store; the edge never sees which one). */
 export type HistoryReader = (conv: string, query: { before?: number | undefined; limit: number }) => Promise<HistoryMessage[]>;
+
+/** Nesting deeper than this is refused before parsing: no frame of the protocol goes past 3. */
+export const MAX_FRAME_DEPTH = 8;
+
+/** Frames that arrive before `welcome` (right behind `hello`) wait at most this many; later ones get RATE_LIMITED. */
+export const MAX_EARLY_FRAMES = 32;
+
+/**
+ * True when `text` nests arrays/objects deeper than `max` (strings skipped). Linear, no
+ * recursion: a 60,000-deep frame costs a scan, not a stack overflow somewhere downstream.
+ */
+export function nestedDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) depth--;
+  }
+  return false;
+}
+
+/** A decoded frame: a JSON object with a string `type`, and its `ref` when that is usable. */
+export interface RawFrame {
+  type: string;
+  ref?: string | undefined;
+  obj: Record<string, unknown>;
+}
+
+/**
+ * Decodes one WebSocket message into an object with a known `type`, or throws the typed error a
+ * client gets for it. Messages name what is wrong in natter's words and never echo the input.
+ */
+export function decodeFrame(data: Buffer, isBinary: boolean, maxBytes: number): RawFrame {
+  if (data.length > maxBytes) throw new NatterError("FRAME_TOO_LARGE", `frame exceeds ${maxBytes} bytes`);
+  if (isBinary) throw new NatterError("BAD_FRAME", "binary frames are not accepted: send each frame as a JSON text frame");
+  const text = data.toString("utf8");
+  if (nestedDeeperThan(text, MAX_FRAME_DEPTH)) throw new NatterError("BAD_FRAME", `frame nests deeper than ${MAX_FRAME_DEPTH} levels`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new NatterError("BAD_JSON");
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new NatterError("BAD_FRAME", "a frame is a JSON object");
+  const obj = raw as Record<string, unknown>;
+  const ref = typeof obj.ref === "string" && obj.ref.length <= 64 ? obj.ref : undefined;
+  if (obj.type === undefined) throw withRef(new NatterError("BAD_FRAME", "type: required"), ref);
+  if (typeof obj.type !== "string") throw withRef(new NatterError("BAD_FRAME", "type: must be a string"), ref);
+  if (!(CLIENT_FRAME_TYPES as readonly string[]).includes(obj.type)) {
+    throw withRef(new NatterError("UNKNOWN_TYPE", "unknown frame type: see the protocol's list of client frames"), ref);
+  }
+  return { type: obj.type, ref, obj };
+}
+
+/** A frame error that knows the ref to echo (the frame was readable enough to have one). */
+export class FrameError extends NatterError {
+  readonly ref: string | undefined;
+  constructor(e: NatterError, ref: string | undefined) {
+    super(e.code, e.message);
+    this.ref = ref;
+  }
+}
+
+function withRef(e: NatterError, ref: string | undefined): NatterError {
+  return ref === undefined ? e : new FrameError(e, ref);
+}
+
+/** Validates a decoded frame against the protocol; BAD_FRAME names the first problem. */
+export function validateFrame<T>(schema: z.ZodType<T>, frame: RawFrame, prefix = ""): T {
+  const parsed = schema.safeParse(frame.obj);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const message = issue ? describeIssue(issue, frame.obj, prefix) : undefined;
+  throw withRef(new NatterError("BAD_FRAME", message), frame.ref);
+}
+
+const EXPECTED: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "an integer",
+  boolean: "true or false",
+  array: "a list",
+  object: "an object",
+  null: "null",
+};
+
+function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
+  let v = obj;
+  for (const k of path) {
+    if (typeof v !== "object" || v === null) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+/**
+ * One validation problem in natter's words. Paths are the schema's own field names and list
+ * indexes (never a client's key), values are never quoted back, and unknown fields are counted,
+ * not named.
+ */
+export function describeIssue(issue: z.core.$ZodIssue, input: unknown, prefix = ""): string {
+  const path = issue.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("").replace(/^\./, "");
+  const at = `${prefix}${path || "frame"}`;
+  const what = (origin: string | undefined) => (origin === "string" ? " characters" : origin === "array" || origin === "set" ? " items" : "");
+  switch (issue.code) {
+    case "invalid_type":
+      if (valueAt(input, issue.path) === undefined) return `${at}: required`;
+      return `${at}: must be ${EXPECTED[issue.expected] ?? issue.expected}`;
+    case "too_big":
+      return `${at}: at most ${String(issue.maximum)}${what(issue.origin)}`;
+    case "too_small":
+      if (issue.origin === "number" && issue.minimum === 0 && !issue.inclusive) return `${at}: must be greater than 0`;
+      if (issue.origin !== "number" && Number(issue.minimum) === 1) return `${at}: must not be empty`;
+      return `${at}: at least ${String(issue.minimum)}${what(issue.origin)}`;
+    case "invalid_format":
+      // Our own patterns carry a message written for clients (ids: core/ids.ts).
+      return issue.format === "regex" && issue.message.startsWith("must be") ? `${at}: ${issue.message}` : `${at}: has the wrong format`;
+    case "invalid_union":
+      if ("discriminator" in issue && Array.isArray((issue as { options?: unknown }).options)) {
+        return `${at}: must be one of ${((issue as { options: unknown[] }).options).map(String).join(", ")}`;
+      }
+      return `${at}: is not valid`;
+    case "invalid_value":
+      return `${at}: must be ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}`;
+    case "unrecognized_keys":
+      return `${at}: ${issue.keys.length === 1 ? "1 unknown field" : `${issue.keys.length} unknown fields`}`;
+    default:
+      return `${at}: is not valid`;
+  }
+}

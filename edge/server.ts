@@ -7,7 +7,7 @@ import websocket from "@fastify/websocket";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { EdgeConfig } from "../config/index.ts";
 import { CLOSE, NatterError, asNatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { MistakeLog, type Logger } from "../core/logger.ts";
 import { rankEdges, type EdgeRegistration, type EdgeRegistry } from "../presence/index.ts";
 import type { ConversationDirectory, Receipts, Topology } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
@@ -83,6 +83,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   let id = config.id ?? "";
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
+  const mistakes = new MistakeLog(log);
   const app = Fastify({ loggerInstance: log.child({}, { level: "warn" }) as FastifyBaseLogger, bodyLimit: 16 * 1024 });
 
   app.setErrorHandler((err, _req, reply) => {
@@ -94,7 +95,22 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   // Frames above maxPayloadBytes get a typed error and the socket survives; ws closes (1009) only
   // past this hard limit.
   const hardMax = Math.min(config.maxPayloadBytes * 4, 4 * 1024 * 1024);
-  await app.register(websocket, { options: { maxPayload: hardMax, perMessageDeflate: false } });
+  await app.register(websocket, {
+    options: { maxPayload: hardMax, perMessageDeflate: false },
+    // ws has already answered a frame it refuses (1009 past maxPayload, 1007 for invalid UTF-8)
+    // with a close frame and reads on until the client's close: terminating here (the plugin's
+    // default) reset the connection, and the close frame was lost whenever the client had sent
+    // more behind it. Such a frame is the client's mistake: counted, not logged one by one.
+    errorHandler: (err, socket) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "string" && code.startsWith("WS_ERR_")) {
+        mistakes.note(code);
+        return;
+      }
+      log.error({ err }, "websocket handler failed");
+      socket.terminate();
+    },
+  });
 
   app.get("/healthz", async () => ({ status: "ok" }));
 
@@ -167,6 +183,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       receipts: deps.receipts,
       typing,
       log,
+      mistakes,
     });
     sessions.add(session);
     socket.on("close", () => sessions.delete(session));
@@ -201,6 +218,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       await app.close();
       await registration?.close();
       await deps.presence?.devices.close();
+      mistakes.flush();
     },
     connections: () => sessions.size,
     get id() {

@@ -8,7 +8,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { WebSocket, RawData } from "ws";
 import type { EdgeConfig } from "../config/index.ts";
 import { CLOSE, NatterError, asNatterError, type CloseKind } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import type { Logger, MistakeLog } from "../core/logger.ts";
 import {
   inboxBounds,
   parseInboxEntry,
@@ -26,10 +26,13 @@ import type { ImageRef } from "../streams/messages.ts";
 import { verifyToken, type TokenSettings } from "./auth.ts";
 import type { LiveItem, UserFeeds } from "./feeds.ts";
 import {
-  CLIENT_FRAME_TYPES,
   ClientFrame,
+  FrameError,
   HelloFrame,
+  MAX_EARLY_FRAMES,
   PROTOCOL_VERSION,
+  decodeFrame,
+  validateFrame,
   TYPING_INTERVAL_MS,
   TYPING_TTL_MS,
   type HistoryReader,
@@ -75,6 +78,8 @@ export interface SessionServices {
   receipts: Receipts;
   typing: TypingFeeds;
   log: Logger;
+  /** Client mistakes (bad frames, bad tokens): counted and logged at warn at most once per interval. */
+  mistakes: MistakeLog;
 }
 
 class TokenBucket {
@@ -137,6 +142,8 @@ export class DeviceSession {
   #device = "";
   #last = 0;
   #pending: LiveItem[] = [];
+  /** Frames that arrived after hello, before welcome: handled in order once the session is live. */
+  #early: { buf: Buffer; isBinary: boolean }[] = [];
   #pumping = false;
   #detach: (() => void) | undefined;
   #presence: DeviceHandle | undefined;
@@ -154,7 +161,7 @@ export class DeviceSession {
     this.#sends = new TokenBucket(services.edge.sendsPerSecond, services.edge.sendsPerSecond * 2);
     this.#badFrames = new TokenBucket(services.edge.badFramesPerMinute / 60, services.edge.badFramesPerMinute);
     this.#helloTimer = setTimeout(() => this.close("HELLO_TIMEOUT"), services.edge.helloTimeoutMs);
-    ws.on("message", (data, isBinary) => void this.#onFrame(data, isBinary));
+    ws.on("message", (data, isBinary) => this.#onFrame(data, isBinary));
     ws.on("close", () => this.#closed());
     ws.on("error", (err) => this.#log.debug({ err }, "socket error"));
   }
@@ -181,6 +188,7 @@ export class DeviceSession {
     this.#presence?.release(reconnecting ? "keep" : "leave");
     this.#presence = undefined;
     this.#pending = [];
+    this.#early = [];
   }
 
   #send(frame: ServerFrame): boolean {
@@ -230,64 +238,65 @@ export class DeviceSession {
     this.#send({ type: "error", ref, ...e.toClient() });
   }
 
-  async #onFrame(data: RawData, isBinary: boolean): Promise<void> {
+  #onFrame(data: RawData, isBinary: boolean): void {
     if (this.#state === "closed") return;
-    this.#presence?.beat(); // any frame is a heartbeat
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    switch (this.#state) {
+      case "hello":
+        void this.#hello(buf, isBinary);
+        return;
+      case "starting":
+        // Frames pipelined right behind hello wait for the session: nothing runs unauthenticated.
+        if (this.#early.length >= MAX_EARLY_FRAMES) {
+          this.#s.mistakes.note("RATE_LIMITED");
+          this.#send({ type: "error", ...new NatterError("RATE_LIMITED", `at most ${MAX_EARLY_FRAMES} frames may wait for welcome`).toClient() });
+          return;
+        }
+        this.#early.push({ buf, isBinary });
+        return;
+      case "live":
+        this.#presence?.beat(); // any frame is a heartbeat
+        void this.#frame(buf, isBinary);
+        return;
+    }
+  }
+
+  async #frame(buf: Buffer, isBinary: boolean): Promise<void> {
     let ref: string | undefined;
     try {
-      if (buf.length > this.#s.edge.maxPayloadBytes) throw new NatterError("FRAME_TOO_LARGE", `frame exceeds ${this.#s.edge.maxPayloadBytes} bytes`);
-      if (isBinary) throw new NatterError("BAD_FRAME", "frames are JSON text");
-      let raw: unknown;
-      try {
-        raw = JSON.parse(buf.toString("utf8"));
-      } catch {
-        throw new NatterError("BAD_JSON");
-      }
-      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new NatterError("BAD_FRAME", "a frame is a JSON object");
-      const obj = raw as Record<string, unknown>;
-      if (typeof obj.ref === "string" && obj.ref.length <= 64) ref = obj.ref;
-      if (typeof obj.type !== "string" || !(CLIENT_FRAME_TYPES as readonly string[]).includes(obj.type)) {
-        throw new NatterError("UNKNOWN_TYPE", `unknown frame type ${JSON.stringify(String(obj.type)).slice(0, 40)}`);
-      }
-      if (this.#state === "hello") {
-        await this.#hello(obj);
-        return;
-      }
-      if (obj.type === "hello") throw new NatterError("ALREADY_HELLO");
-      const parsed = ClientFrame.safeParse(obj);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new NatterError("BAD_FRAME", issue ? `${issue.path.join(".") || "frame"}: ${issue.message}` : undefined);
-      }
-      await this.#handle(parsed.data);
+      const raw = decodeFrame(buf, isBinary, this.#s.edge.maxPayloadBytes);
+      ref = raw.ref;
+      if (raw.type === "hello") throw new NatterError("ALREADY_HELLO");
+      await this.#handle(validateFrame(ClientFrame, raw));
     } catch (err) {
       const e = asNatterError(err);
       if (e.status === 400 || e.status === 413) {
+        this.#s.mistakes.note(e.code);
         if (!this.#badFrames.take()) {
           this.close("RATE_LIMITED");
           return;
         }
       }
-      this.#sendError(e, ref);
+      this.#sendError(e, err instanceof FrameError ? err.ref : ref);
     }
   }
 
-  async #hello(obj: Record<string, unknown>): Promise<void> {
-    if (obj.type !== "hello") {
-      this.#send({ type: "error", ...new NatterError("NOT_HELLO").toClient() });
+  /** The first frame: a valid hello, or an error and close 4400 (4426 for another version). */
+  async #hello(buf: Buffer, isBinary: boolean): Promise<void> {
+    let hello: HelloFrame;
+    try {
+      const raw = decodeFrame(buf, isBinary, this.#s.edge.maxPayloadBytes);
+      if (raw.type !== "hello") throw new NatterError("NOT_HELLO");
+      hello = validateFrame(HelloFrame, raw, "hello.");
+    } catch (err) {
+      const e = asNatterError(err);
+      this.#s.mistakes.note(e.code);
+      this.#send({ type: "error", ...e.toClient() });
       this.close("BAD_HANDSHAKE");
       return;
     }
-    const parsed = HelloFrame.safeParse(obj);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      this.#send({ type: "error", ...new NatterError("BAD_FRAME", issue ? `hello.${issue.path.join(".")}: ${issue.message}` : undefined).toClient() });
-      this.close("BAD_HANDSHAKE");
-      return;
-    }
-    const hello = parsed.data;
     if (hello.v !== PROTOCOL_VERSION) {
+      this.#s.mistakes.note("UNSUPPORTED_VERSION");
       this.#send({ type: "error", ...new NatterError("UNSUPPORTED_VERSION", `this server speaks protocol v${PROTOCOL_VERSION}`).toClient() });
       this.close("UNSUPPORTED_VERSION");
       return;
@@ -298,6 +307,7 @@ export class DeviceSession {
     try {
       user = await verifyToken(this.#s.tokens, hello.token);
     } catch {
+      this.#s.mistakes.note("UNAUTHENTICATED");
       this.close("UNAUTHORIZED");
       return;
     }
@@ -355,6 +365,9 @@ export class DeviceSession {
     this.#state = "live";
     this.#presence = this.#s.presence?.devices.connect(this.#user, this.#device);
     this.#log.debug({ cursor: this.#last }, "device live");
+    const early = this.#early;
+    this.#early = [];
+    for (const f of early) void this.#frame(f.buf, f.isBinary);
     await this.#pump();
   }
 

@@ -31,7 +31,7 @@ import {
 } from "../streams/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { isNotFound, kvOperation } from "../streams/index.ts";
+import { isNotFound, kvOperation, scanFiltered } from "../streams/index.ts";
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
@@ -146,23 +146,10 @@ export class NatsKvPresence implements PresenceStore {
     const filter = presenceDevicesFilter(user);
     const prefix = filter.slice(0, -1);
     const out = new Set<string>();
-    let seq = 1;
     try {
-      for (let page = 0; page < MAX_PAGES; page++) {
-        let n = 0;
-        try {
-          const it = await this.#jsm.direct.getBatch(this.#devicesStream, { seq, next_by_subj: filter, batch: PAGE });
-          for await (const sm of it) {
-            n++;
-            seq = sm.seq + 1;
-            // A key rewritten while this pages ahead shows up again: count each key once.
-            if (kvOperation(sm.header) === "PUT" && sm.subject.startsWith(prefix)) out.add(sm.subject.slice(prefix.length));
-          }
-        } catch (err) {
-          if (isNotFound(err)) break;
-          throw err;
-        }
-        if (n < PAGE) break;
+      for await (const sm of scanFiltered(this.#jsm, this.#devicesStream, filter, { page: PAGE, maxPages: MAX_PAGES })) {
+        // A key rewritten while this pages ahead shows up again: count each key once.
+        if (kvOperation(sm.header) === "PUT" && sm.subject.startsWith(prefix)) out.add(sm.subject.slice(prefix.length));
       }
     } catch (err) {
       throw unavailable(err);

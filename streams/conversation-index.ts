@@ -4,6 +4,7 @@
 // read state (the conversation stream drops events after its max age; the bucket keeps the last
 // value of every key). Writes merge — membership by event id, read state by maximum — with
 // compare-and-set on the key, so redeliveries and concurrent writers converge to the same value.
+import { scanFiltered } from "./jetstream-util.ts";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
@@ -127,22 +128,13 @@ export class ConversationIndex {
     const filter = userConversationsFilter(userId);
     const prefix = filter.slice(0, -1);
     const out = new Map<string, IndexEntry>();
-    let seq = 1;
-    for (let page = 0; page < MAX_PAGES; page++) {
-      let n = 0;
-      try {
-        const it = await this.#jsm.direct.getBatch(this.#stream(), { seq, next_by_subj: filter, batch: PAGE });
-        for await (const sm of it) {
-          n++;
-          seq = sm.seq + 1;
-          const entry = parseEntry(sm);
-          if (entry && sm.subject.startsWith(prefix)) out.set(sm.subject.slice(prefix.length), entry);
-        }
-      } catch (err) {
-        if (noMessage(err)) break; // no (more) entries
-        throw new NatterError("UNAVAILABLE", "conversation index unavailable", { cause: err });
+    try {
+      for await (const sm of scanFiltered(this.#jsm, this.#stream(), filter, { page: PAGE, maxPages: MAX_PAGES })) {
+        const entry = parseEntry(sm);
+        if (entry && sm.subject.startsWith(prefix)) out.set(sm.subject.slice(prefix.length), entry);
       }
-      if (n < PAGE) break;
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", "conversation index unavailable", { cause: err });
     }
     return out;
   }

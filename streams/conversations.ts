@@ -3,6 +3,7 @@
 // list, and the last event is the current membership. Changes are compare-and-set on that
 // subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
 // any number of edges serialize without a lock, a read-then-write race, or an owner node.
+import { scanFiltered } from "./jetstream-util.ts";
 import { randomBytes, createHash } from "node:crypto";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
@@ -180,21 +181,12 @@ export class ConversationDirectory {
     const filter = contactsFilter(userId);
     const prefix = filter.slice(0, -1);
     const out: string[] = [];
-    let seq = 1;
-    for (let page = 0; page < CONTACTS_MAX_PAGES; page++) {
-      let n = 0;
-      try {
-        const it = await this.#jsm.direct.getBatch(names.kvStream(names.contactsBucket), { seq, next_by_subj: filter, batch: CONTACTS_PAGE });
-        for await (const sm of it) {
-          n++;
-          seq = sm.seq + 1;
-          if (sm.subject.startsWith(prefix)) out.push(sm.subject.slice(prefix.length));
-        }
-      } catch (err) {
-        if (err instanceof JetStreamError && (err as { code?: unknown }).code === 404) break; // no (more) contacts
-        throw new NatterError("UNAVAILABLE", "contacts unavailable", { cause: err });
+    try {
+      for await (const sm of scanFiltered(this.#jsm, names.kvStream(names.contactsBucket), filter, { page: CONTACTS_PAGE, maxPages: CONTACTS_MAX_PAGES })) {
+        if (sm.subject.startsWith(prefix)) out.push(sm.subject.slice(prefix.length));
       }
-      if (n < CONTACTS_PAGE) break;
+    } catch (err) {
+      throw new NatterError("UNAVAILABLE", "contacts unavailable", { cause: err });
     }
     return out;
   }

@@ -21,4 +21,4 @@ export { streamEvents, type StreamEvent } from "./history.ts";
 export { ConversationIndex, mergeIndexEntry, type IndexEntry, type IndexUpdate } from "./conversation-index.ts";
 export { Receipts, UNREAD_EXACT, type ConversationSummary, type MarkInput, type MarkResult, type ReceiptState } from "./receipts.ts";
 export { MembershipTracker } from "./membership-tracker.ts";
-export { isNotFound, kvOperation, type KvOperation } from "./jetstream-util.ts";
+export { isNotFound, kvOperation, scanFiltered, type KvOperation } from "./jetstream-util.ts";

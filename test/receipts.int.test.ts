@@ -11,8 +11,11 @@ import { testConfig, useNode } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";
 
 const nats = useNats();
-// Edge 0 runs the workers (fan-out, persister); edge 1 only serves clients.
-const edges = [useNode(() => testConfig(nats.url)), useNode(() => testConfig(nats.url, { workers: { enabled: false } }))];
+// Edge 0 runs the workers (fan-out, persister); edge 1 only serves clients. The unread-count test
+// sends 123 messages from one device as fast as acks come back, past the default send rate (50/s,
+// burst 100): these edges allow more, since no test here is about the send rate.
+const edge = { sendsPerSecond: 1000 };
+const edges = [useNode(() => testConfig(nats.url, { edge })), useNode(() => testConfig(nats.url, { edge, workers: { enabled: false } }))];
 
 async function client(edge: number, user: string, device: string, cursor?: number): Promise<TestClient> {
   const e = edges[edge]!;

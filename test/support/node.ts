@@ -21,8 +21,8 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
       log: { level: "warn" },
       nats: { servers: [natsUrl] },
       auth: { jwtSecret: TEST_SECRET },
-      edge: { port: 0 },
       ...overrides,
+      edge: { port: 0, ...(overrides.edge as object | undefined) },
       workers: { httpPort: 0, ...(overrides.workers as object | undefined) },
     },
   });

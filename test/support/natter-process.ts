@@ -1,0 +1,103 @@
+// `natter start` as its own process, as a user runs it: its own nats-server (embedded), SQLite and
+// blobs in a temp folder, free ports, JSON logs captured. For tests that need the process itself:
+// its exit, its RSS, its log lines, kill -9.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { REPO_ROOT } from "../../config/index.ts";
+import { freePorts, isAlive } from "../harness/processes.ts";
+
+export interface NatterProcess {
+  proc: ChildProcess;
+  url: string;
+  dataDir: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Everything it printed so far. */
+  output(): string;
+  /** Its JSON log lines so far (lines that are not JSON are left out). */
+  logLines(): { level: number; msg?: string; [k: string]: unknown }[];
+  /** Resident set size now, in KiB. */
+  rssKb(): number;
+  /** SIGINT, wait for the exit; SIGKILL of it and its nats-server if it does not go within 15 s. Removes the data folder. */
+  stop(): Promise<void>;
+}
+
+/** Starts `natter start --dev` with `env` over the defaults below; resolves once /readyz answers 200. */
+export async function spawnNatter(env: Record<string, string> = {}): Promise<NatterProcess> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "natter-proc-"));
+  const [edge, nats, monitor, workers] = await freePorts(4);
+  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
+    cwd: REPO_ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NATTER_DATA_DIR: dataDir,
+      NATTER_EDGE__PORT: String(edge),
+      NATTER_NATS__EMBEDDED__PORT: String(nats),
+      NATTER_NATS__EMBEDDED__HTTP_PORT: String(monitor),
+      NATTER_WORKERS__HTTP_PORT: String(workers),
+      NATTER_LOG__PRETTY: "false",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
+  const url = `http://127.0.0.1:${edge}`;
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill("SIGINT");
+      const done = await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000, "late"))]);
+      if (done === "late") proc.kill("SIGKILL");
+    }
+    await exited;
+    const pidFile = path.join(dataDir, "nats", "nats-server.pid");
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      if (isAlive(pid)) process.kill(pid, "SIGKILL");
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  // Polled by hand: this also runs in hooks, where expect.poll is not available.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      await stop();
+      throw new Error(`natter exited early (${proc.exitCode}):\n${out}`);
+    }
+    if ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`natter was not ready within 60 s:\n${out.slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    proc,
+    url,
+    dataDir,
+    exited,
+    output: () => out,
+    logLines: () =>
+      out.split("\n").flatMap((l) => {
+        if (!l.startsWith("{")) return [];
+        try {
+          return [JSON.parse(l) as { level: number; msg?: string }];
+        } catch {
+          return [];
+        }
+      }),
+    rssKb: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? NaN),
+    stop,
+  };
+}
+
+/** A token from the dev endpoint of a natter started with --dev. */
+export async function devToken(url: string, user: string): Promise<string> {
+  const r = await fetch(`${url}/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
+  if (r.status !== 200) throw new Error(`POST /dev/token: ${r.status} ${await r.text()}`);
+  return ((await r.json()) as { token: string }).token;
+}
