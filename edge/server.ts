@@ -1,28 +1,32 @@
-// The edge: HTTP (health, readiness, dev tokens, the web chat page) and the WebSocket endpoint.
-import { readFileSync } from "node:fs";
+// The edge: one fastify server with a plugin per concern (routes/): health and readiness, dev
+// tokens, the web chat page, discovery, push keys, images, and the WebSocket endpoint whose
+// sockets become device sessions. This file wires them and owns the edge's lifecycle (listen,
+// register in discovery, drain, close).
 import os from "node:os";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import websocket from "@fastify/websocket";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { EdgeConfig } from "../config/index.ts";
-import { CLOSE, NatterError, asNatterError } from "../core/errors.ts";
+import { NatterError, asNatterError } from "../core/errors.ts";
 import { MistakeLog, type Logger } from "../core/logger.ts";
-import { rankEdges, type EdgeRegistration, type EdgeRegistry } from "../presence/index.ts";
-import type { ConversationDirectory, Receipts, Topology } from "../streams/index.ts";
+import type { EdgeRegistration, EdgeRegistry } from "../presence/index.ts";
+import { inboxBounds, publishMessage, readInbox, type ConversationDirectory, type Receipts, type Topology } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
-import { mintToken, type TokenSettings } from "./auth.ts";
-import { registerImageRoutes } from "./images.ts";
+import type { TokenSettings } from "./auth.ts";
 import { UserFeeds } from "./feeds.ts";
 import type { HistoryReader } from "./protocol.ts";
-import { DeviceSession, type SessionPresence, type SessionPush } from "./session.ts";
+import { devTokenRoutes } from "./routes/dev-token.ts";
+import { discoveryRoutes } from "./routes/discovery.ts";
+import { healthRoutes, type Readiness } from "./routes/health.ts";
+import { imageRoutes } from "./routes/images.ts";
+import { pageRoutes } from "./routes/page.ts";
+import { pushRoutes } from "./routes/push.ts";
+import { socketRoutes } from "./routes/socket.ts";
+import type { DeviceSession } from "./session.ts";
+import type { SessionPresence, SessionPush, SessionServices } from "./services.ts";
 import { TypingFeeds } from "./typing.ts";
 
-export interface ReadinessCheck {
-  ok: boolean;
-  detail?: string;
-}
-export type Readiness = () => Promise<Record<string, ReadinessCheck>>;
+export type { Readiness, ReadinessCheck } from "./routes/health.ts";
 
 export interface EdgeDeps {
   nc: NatsConnection;
@@ -71,123 +75,49 @@ function defaultEdgeId(port: number): string {
   return `${host}-${port}`;
 }
 
-const PAGE = new URL("./public/index.html", import.meta.url);
-/** The client SDK bundled for the page (scripts/build-client.ts writes it; it is committed). */
-const SDK_BUNDLE = new URL("./public/natter-client.js", import.meta.url);
-
 export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   const { config, log } = deps;
-  const feeds = new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined });
-  const typing = new TypingFeeds(deps.nc, deps.topology, log);
   let draining = false;
   let id = config.id ?? "";
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
   const mistakes = new MistakeLog(log);
+  const services: SessionServices = {
+    directory: deps.directory,
+    publish: (input) => publishMessage(deps.js, deps.topology, input),
+    inbox: {
+      bounds: (user) => inboxBounds(deps.jsm, deps.topology, user),
+      read: (user, after, until) => readInbox(deps.jsm, deps.topology, user, after, until),
+    },
+    feeds: new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined }),
+    edge: config,
+    tokens: deps.tokens,
+    history: deps.history,
+    presence: deps.presence,
+    push: deps.push,
+    images: deps.images,
+    receipts: deps.receipts,
+    typing: new TypingFeeds(deps.nc, deps.topology, log),
+    log,
+    mistakes,
+  };
   const app = Fastify({ loggerInstance: log.child({}, { level: "warn" }) as FastifyBaseLogger, bodyLimit: 16 * 1024 });
 
+  // One error shape for every route: the catalogue's code, status and `temporary`.
   app.setErrorHandler((err, _req, reply) => {
     const e = err instanceof NatterError ? err : (err as { validation?: unknown }).validation ? new NatterError("BAD_FRAME", (err as Error).message) : asNatterError(err);
     if (e.status >= 500) log.error({ err: e.cause ?? e }, e.message);
     void reply.code(e.status).send({ error: e.toClient() });
   });
 
-  // Frames above maxPayloadBytes get a typed error and the socket survives; ws closes (1009) only
-  // past this hard limit.
-  const hardMax = Math.min(config.maxPayloadBytes * 4, 4 * 1024 * 1024);
-  await app.register(websocket, {
-    options: { maxPayload: hardMax, perMessageDeflate: false },
-    // ws has already answered a frame it refuses (1009 past maxPayload, 1007 for invalid UTF-8)
-    // with a close frame and reads on until the client's close: terminating here (the plugin's
-    // default) reset the connection, and the close frame was lost whenever the client had sent
-    // more behind it. Such a frame is the client's mistake: counted, not logged one by one.
-    errorHandler: (err, socket) => {
-      const code = (err as { code?: unknown }).code;
-      if (typeof code === "string" && code.startsWith("WS_ERR_")) {
-        mistakes.note(code);
-        return;
-      }
-      log.error({ err }, "websocket handler failed");
-      socket.terminate();
-    },
-  });
-
-  app.get("/healthz", async () => ({ status: "ok" }));
-
-  app.get("/readyz", async (_req, reply) => {
-    const checks = await deps.readiness();
-    if (draining) checks.edge = { ok: false, detail: "draining" };
-    const ready = Object.values(checks).every((c) => c.ok);
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
-  });
-
-  if (deps.devTokens) {
-    app.post<{ Body: { user?: unknown } }>("/dev/token", async (req) => {
-      const token = await mintToken(deps.tokens, String(req.body?.user ?? ""));
-      return { token };
-    });
-  }
-
-  let page: string | undefined;
-  app.get("/", async (_req, reply) => {
-    page ??= readFileSync(PAGE, "utf8");
-    return reply.type("text/html; charset=utf-8").send(page);
-  });
-  let sdk: string | undefined;
-  app.get("/natter-client.js", async (_req, reply) => {
-    sdk ??= readFileSync(SDK_BUNDLE, "utf8");
-    return reply.type("text/javascript; charset=utf-8").header("cache-control", "no-cache").send(sdk);
-  });
-
-  if (deps.images) await registerImageRoutes(app, { images: deps.images, tokens: deps.tokens });
-
-  app.get("/push/vapid-public-key", async () => {
-    if (!deps.push) throw new NatterError("PUSH_DISABLED");
-    return { publicKey: deps.push.vapidPublicKey };
-  });
-
-  app.get<{ Querystring: { region?: string; limit?: string } }>("/discovery", async (req) => {
-    if (!deps.discovery) throw new NatterError("UNAVAILABLE", "discovery is not enabled on this edge");
-    const { registry, results } = deps.discovery;
-    const asked = Number(req.query.limit ?? results);
-    const limit = Number.isSafeInteger(asked) && asked >= 1 ? Math.min(asked, 100) : results;
-    const region = typeof req.query.region === "string" && req.query.region !== "" ? req.query.region : undefined;
-    const edges = rankEdges(await registry.list(), region, limit);
-    if (edges.length === 0) throw new NatterError("UNAVAILABLE", "no edge is taking clients");
-    return { edges };
-  });
-
-  const allowed = new Set(config.allowedOrigins);
-  app.get("/ws", { websocket: true }, (socket, req) => {
-    if (draining) {
-      socket.close(CLOSE.GOING_AWAY.code, CLOSE.GOING_AWAY.reason);
-      return;
-    }
-    const origin = req.headers.origin;
-    if (origin !== undefined && allowed.size > 0 && !allowed.has(origin)) {
-      socket.close(CLOSE.FORBIDDEN_ORIGIN.code, CLOSE.FORBIDDEN_ORIGIN.reason);
-      return;
-    }
-    const session = new DeviceSession(socket, {
-      js: deps.js,
-      jsm: deps.jsm,
-      directory: deps.directory,
-      feeds,
-      topology: deps.topology,
-      edge: config,
-      tokens: deps.tokens,
-      history: deps.history,
-      presence: deps.presence,
-      push: deps.push,
-      images: deps.images,
-      receipts: deps.receipts,
-      typing,
-      log,
-      mistakes,
-    });
-    sessions.add(session);
-    socket.on("close", () => sessions.delete(session));
-  });
+  const isDraining = () => draining;
+  await app.register(healthRoutes, { readiness: deps.readiness, draining: isDraining });
+  if (deps.devTokens) await app.register(devTokenRoutes, { tokens: deps.tokens });
+  await app.register(pageRoutes);
+  if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens });
+  await app.register(pushRoutes, { push: deps.push });
+  await app.register(discoveryRoutes, { discovery: deps.discovery });
+  await app.register(socketRoutes, { services, sessions, draining: isDraining, mistakes, log });
 
   const edge: Edge = {
     app,
@@ -201,7 +131,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
           region: config.region,
           capacity: config.capacity,
           connections: () => sessions.size,
-          draining: () => draining,
+          draining: isDraining,
           healthy: async () => Object.values(await deps.readiness()).every((c) => c.ok),
         });
       }

@@ -1,34 +1,219 @@
-import { describe, expect, it } from "vitest";
-import { encodeJson, InboxEntrySchema, type InboxEntry } from "../streams/index.ts";
-import { inboxFrame, liveFrame } from "./session.ts";
+// The device session's state machine with a fake socket, feed and inbox: hello → replay → live →
+// gap fill → slow-reader close, and nothing handled before the token is verified.
+import { EventEmitter } from "node:events";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../config/index.ts";
+import { MistakeLog, silentLogger } from "../core/logger.ts";
+import { encodeJson, type InboxEntry, type InboxItem } from "../streams/index.ts";
+import { mintToken, type TokenSettings } from "./auth.ts";
+import type { LiveItem } from "./feeds.ts";
+import { DeviceSession, type SessionSocket } from "./session.ts";
+import type { InboxReader, LiveFeeds, SessionServices } from "./services.ts";
 
-// The fan-out writes `{ ...validatedEvent, id }`; the edge splices a text message's frame.
-function entryAsFanoutWritesIt(e: InboxEntry): Uint8Array {
-  return encodeJson(InboxEntrySchema.parse(e));
+const tokens: TokenSettings = { secret: "unit-test-secret-unit-test-secret-0123", issuer: "natter", audience: "natter", ttlSec: 600 };
+
+type Frame = { type: string; cursor?: number; id?: number; code?: string; ref?: string; [k: string]: unknown };
+
+class FakeSocket extends EventEmitter {
+  bufferedAmount = 0;
+  readonly sent: Frame[] = [];
+  closedWith: number | undefined;
+  send(text: string): void {
+    this.sent.push(JSON.parse(text) as Frame);
+  }
+  close(code?: number): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = code;
+    queueMicrotask(() => this.emit("close", code));
+  }
+  frame(value: unknown): void {
+    this.emit("message", Buffer.from(JSON.stringify(value)), false);
+  }
+  /** Inbox frames (those with a cursor) as [type, cursor]. */
+  items(): number[] {
+    return this.sent.filter((f) => typeof f.cursor === "number" && f.type !== "welcome" && f.type !== "reset").map((f) => f.cursor!);
+  }
 }
 
-describe("live frames", () => {
-  it.each([
-    { v: 1, type: "msg", conv: "dm_x", from: "alice", device: "d1", cid: "c-1", text: 'héllo "quoted" \\ 👋\n', ts: 1_700_000_000_000, id: 42 },
-    {
-      v: 1,
-      type: "msg",
-      conv: "g_y",
-      from: "bob",
-      device: "d2",
-      cid: "c-2",
-      text: "",
-      ts: 1,
-      id: 7,
-      images: [{ id: "img_a", type: "image/png", width: 10, height: 20, bytes: 300, thumb: { type: "image/webp", width: 5, height: 10, bytes: 40 } }],
-    },
-  ] as InboxEntry[])("splices a text message to exactly the frame the parsing path builds (%#)", (entry) => {
-    const data = entryAsFanoutWritesIt(entry);
-    expect(JSON.parse(liveFrame(99, data))).toEqual(JSON.parse(JSON.stringify(inboxFrame(99, InboxEntrySchema.parse(entry)))));
+const entry = (seq: number): InboxEntry => ({ v: 1, type: "msg", conv: "c1", from: "bob", device: "d", cid: `m${seq}`, text: `#${seq}`, ts: seq, id: seq });
+
+/** A user's inbox with sequences spread between other users' (gaps in the numbering). */
+class FakeInbox implements InboxReader {
+  readonly items = new Map<number, InboxEntry>();
+  firstSeq = 1;
+  /** Runs after each item a read yields (to interleave live items with a replay). */
+  onRead: ((seq: number) => void) | undefined;
+  bounds = async () => ({ firstSeq: this.firstSeq, lastSeq: Math.max(0, ...this.items.keys()) });
+  add(...seqs: number[]): void {
+    for (const s of seqs) this.items.set(s, entry(s));
+  }
+  async *read(_user: string, after: number, until: number): AsyncGenerator<InboxItem> {
+    for (const seq of [...this.items.keys()].sort((a, b) => a - b)) {
+      if (seq <= after || seq > until) continue;
+      yield { seq, entry: this.items.get(seq)! };
+      this.onRead?.(seq);
+    }
+  }
+}
+
+class FakeFeeds implements LiveFeeds {
+  listener: ((item: LiveItem) => void) | undefined;
+  attach(_user: string, onItem: (item: LiveItem) => void): () => void {
+    this.listener = onItem;
+    return () => (this.listener = undefined);
+  }
+  async flush(): Promise<void> {}
+  /** A stored item as the inbox's republish delivers it: its sequence and the user's previous one. */
+  emit(seq: number, prev: number): void {
+    this.listener?.({ seq, prev, data: encodeJson(entry(seq)) });
+  }
+}
+
+const sessions: DeviceSession[] = [];
+afterEach(() => {
+  for (const s of sessions.splice(0)) s.close("NORMAL");
+});
+
+function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unknown> = {}) {
+  const ws = new FakeSocket();
+  const inbox = new FakeInbox();
+  const feeds = new FakeFeeds();
+  const services = {
+    inbox,
+    feeds,
+    edge: loadConfig({ env: {}, overrides: { edge } }).edge,
+    tokens,
+    typing: { attach: () => () => {}, publish: () => {} },
+    log: silentLogger(),
+    mistakes: new MistakeLog(silentLogger()),
+    ...overrides,
+  } as unknown as SessionServices;
+  const session = new DeviceSession(ws as unknown as SessionSocket, services);
+  sessions.push(session);
+  return { ws, inbox, feeds, session };
+}
+
+const until = async (cond: () => boolean) => {
+  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  expect(cond()).toBe(true);
+};
+
+async function hello(ws: FakeSocket, cursor?: number) {
+  ws.frame({ type: "hello", v: 1, token: await mintToken(tokens, "alice"), device: "phone", ...(cursor !== undefined ? { cursor } : {}) });
+}
+
+describe("DeviceSession", () => {
+  it("replays what came after the cursor, then goes live, each item once and in order across the seam", async () => {
+    const { ws, inbox, feeds, session } = open();
+    inbox.add(3, 5, 8, 13);
+    // While the replay reads 5, the items 8 and 13 (already in the inbox) arrive live too, and a
+    // new one, 21, is stored: the seam must neither drop nor repeat any of them.
+    inbox.onRead = (seq) => {
+      if (seq !== 5) return;
+      feeds.emit(8, 5);
+      feeds.emit(13, 8);
+      inbox.add(21);
+      feeds.emit(21, 13);
+    };
+    await hello(ws, 3);
+    await until(() => session.state === "live" && ws.items().includes(21));
+    expect(ws.sent[0]).toMatchObject({ type: "welcome", cursor: 3, user: "alice", device: "phone" });
+    expect(ws.items()).toEqual([5, 8, 13, 21]);
+    expect(session.cursor).toBe(21);
   });
 
-  it("takes the parsing path for other entries", () => {
-    const members = { v: 1, type: "members", conv: "g_y", kind: "group", action: "add", user: "c", by: "a", members: ["a", "c"], ts: 5, id: 8 } as InboxEntry;
-    expect(JSON.parse(liveFrame(100, encodeJson(members)))).toMatchObject({ type: "members", cursor: 100, id: 8, action: "add" });
+  it("fills a gap from the inbox before a live item whose previous sequence it has not sent", async () => {
+    const { ws, inbox, feeds, session } = open();
+    inbox.add(2);
+    await hello(ws, 2);
+    await until(() => session.state === "live");
+    // 30 and 31 were stored but their live copies were lost; 40 says its predecessor is 31.
+    inbox.add(30, 31, 40);
+    feeds.emit(40, 31);
+    await until(() => ws.items().includes(40));
+    expect(ws.items()).toEqual([30, 31, 40]);
+    feeds.emit(31, 30); // a late duplicate of the live copy: dropped
+    feeds.emit(41, 40);
+    await until(() => ws.items().includes(41));
+    expect(ws.items()).toEqual([30, 31, 40, 41]);
+  });
+
+  it("without a cursor starts at the inbox's end; a cursor never issued is BAD_CURSOR and 4400; one past retention gets a reset", async () => {
+    const fresh = open();
+    fresh.inbox.add(7, 9);
+    await hello(fresh.ws);
+    await until(() => fresh.session.state === "live");
+    expect(fresh.ws.sent[0]).toMatchObject({ type: "welcome", cursor: 9 });
+    expect(fresh.ws.items()).toEqual([]);
+
+    const ahead = open();
+    ahead.inbox.add(7);
+    await hello(ahead.ws, 8);
+    await until(() => ahead.ws.closedWith !== undefined);
+    expect(ahead.ws.sent.map((f) => f.code ?? f.type)).toEqual(["BAD_CURSOR"]);
+    expect(ahead.ws.closedWith).toBe(4400);
+
+    const old = open();
+    old.inbox.add(50, 51);
+    old.inbox.firstSeq = 50;
+    await hello(old.ws, 10);
+    await until(() => old.session.state === "live");
+    expect(old.ws.sent.slice(0, 2)).toMatchObject([
+      { type: "welcome", cursor: 10 },
+      { type: "reset", cursor: 51 },
+    ]);
+    expect(old.ws.items()).toEqual([]);
+  });
+
+  it("closes a reader whose buffer stays full with 4409 and sends it nothing more", async () => {
+    const { ws, inbox, feeds, session } = open({}, { maxBufferedBytes: 4096 });
+    inbox.add(1);
+    await hello(ws, 1);
+    await until(() => session.state === "live");
+    ws.bufferedAmount = 10_000; // the client stopped reading
+    inbox.add(2);
+    feeds.emit(2, 1);
+    await until(() => ws.closedWith !== undefined);
+    expect(ws.closedWith).toBe(4409);
+    expect(ws.items()).toEqual([]);
+    expect(session.state).toBe("closed");
+  });
+
+  it("handles nothing before the token is verified: a bad token closes 4401 and frames behind it are dropped", async () => {
+    const { ws } = open();
+    ws.frame({ type: "hello", v: 1, token: "not-a-token", device: "phone" });
+    ws.frame({ type: "ping", ref: "early" });
+    await until(() => ws.closedWith !== undefined);
+    expect(ws.closedWith).toBe(4401);
+    expect(ws.sent).toEqual([]);
+  });
+
+  it("holds frames that arrive while catching up and answers them, in order, after welcome", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { ws, inbox, session } = open();
+    const bounds = inbox.bounds;
+    inbox.bounds = async () => {
+      await gate;
+      return bounds();
+    };
+    await hello(ws);
+    ws.frame({ type: "ping", ref: "1" });
+    ws.frame({ type: "nope", ref: "2" });
+    ws.frame({ type: "ping", ref: "3" });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(ws.sent).toEqual([]); // still verifying / catching up
+    release();
+    await until(() => ws.sent.length === 4);
+    expect(ws.sent.map((f) => (f.type === "error" ? `${f.code}:${f.ref}` : `${f.type}:${f.ref ?? ""}`))).toEqual(["welcome:", "pong:1", "UNKNOWN_TYPE:2", "pong:3"]);
+    expect(session.state).toBe("live");
+  });
+
+  it("answers a first frame that is not a hello with one error and 4400", async () => {
+    const { ws } = open();
+    ws.frame({ type: "ping" });
+    await until(() => ws.closedWith !== undefined);
+    expect(ws.sent.map((f) => f.code)).toEqual(["NOT_HELLO"]);
+    expect(ws.closedWith).toBe(4400);
   });
 });
