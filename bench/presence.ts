@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { WebSocket } from "ws";
-import { names, scanFiltered } from "../streams/index.ts";
+import { names, scanFiltered } from "../nats/index.ts";
 import { startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({

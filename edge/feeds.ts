@@ -6,7 +6,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../core/logger.ts";
 import { parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
-import { deliverySubject, presenceSubject, type Topology } from "../streams/index.ts";
+import { deliverySubject, presenceSubject, type Topology } from "../nats/index.ts";
 
 export interface LiveItem {
   seq: number;

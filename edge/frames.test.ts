@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { encodeJson, InboxEntrySchema, type InboxEntry } from "../streams/index.ts";
+import { encodeJson } from "../nats/index.ts";
+import { InboxEntrySchema, type InboxEntry } from "../streams/index.ts";
 import { inboxFrame, liveFrame } from "./frames.ts";
 
 // The fan-out writes `{ ...validatedEvent, id }`; the edge splices a text message's frame.

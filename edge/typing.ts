@@ -6,7 +6,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import type { Logger } from "../core/logger.ts";
-import { decodeJson, encodeJson, typingSubject, type Topology } from "../streams/index.ts";
+import { decodeJson, encodeJson, typingSubject, type Topology } from "../nats/index.ts";
 
 export const TypingSignalSchema = z.object({
   conv: z.string(),

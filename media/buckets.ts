@@ -3,7 +3,7 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { StreamsConfig } from "../config/index.ts";
-import { kvBucketConfig, names, upsertConsumer, upsertStream } from "../streams/index.ts";
+import { kvBucketConfig, names, upsertConsumer, upsertStream } from "../nats/index.ts";
 
 /**
  * How long an upload's expiry marker stays in the bucket: the sweeper may be down this long

@@ -14,7 +14,7 @@
 //     Anyone else — and any unknown id — gets the same IMAGE_NOT_FOUND: ids do not leak.
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { z } from "zod";
 import type { ImagesConfig } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
@@ -22,18 +22,16 @@ import type { Logger } from "../core/logger.ts";
 import type { BlobStore } from "../persistence/blob-store.ts";
 import { MAX_IMAGE_SHARES, type ImageIndex } from "../persistence/image-index.ts";
 import type { ConversationDirectory } from "../streams/conversations.ts";
-import { decodeJson, encodeJson, ImageRefSchema, type ImageRef } from "../streams/messages.ts";
-import { names, uploadKeySubject } from "../streams/subjects.ts";
+import { decodeJson, encodeJson, isNotFound, isWrongLastSequence, names, uploadKeySubject } from "../nats/index.ts";
+import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
 import { disableImageCache, processImage } from "./process.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { isNotFound } from "../streams/index.ts";
 
 export type ImageVariant = "full" | "thumb";
 export const IMAGE_VARIANTS: readonly ImageVariant[] = ["full", "thumb"];
 
 /** `img_` and 22 characters of base64url: 128 random bits, never guessed. */
 const IMAGE_ID = /^img_[A-Za-z0-9_-]{22}$/;
-const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
 /** Attempts of an attach racing another attach of the same upload. */
 const ATTACH_ATTEMPTS = 3;
@@ -92,9 +90,6 @@ export async function readCapped(body: AsyncIterable<unknown>, max: number, disc
   return Buffer.concat(chunks, total);
 }
 
-function isWrongLastSequence(err: unknown): boolean {
-  return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
-}
 
 
 export class ImageService {

@@ -8,7 +8,7 @@ import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstrea
 import type { Logger } from "../core/logger.ts";
 import type { BlobStore } from "../persistence/blob-store.ts";
 import type { ImageIndex } from "../persistence/image-index.ts";
-import { kvKeySubject, names } from "../streams/subjects.ts";
+import { kvKeySubject, names } from "../nats/index.ts";
 import { IMAGE_VARIANTS, imageBlobKey, isImageId } from "./images.ts";
 
 export interface OrphanSweeperDeps {

@@ -4,9 +4,9 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { ConversationEventSchema, deadLetter, names, type Topology } from "../streams/index.ts";
+import { deadLetter, decodeJsonOrUndefined, names, type Topology } from "../nats/index.ts";
+import { ConversationEventSchema } from "../streams/index.ts";
 import type { MessageStore, StoredMessage } from "./message-store.ts";
-import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PersisterDeps {
   js: JetStreamClient;

@@ -3,7 +3,7 @@
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { PresenceConfig, StreamsConfig } from "../config/index.ts";
-import { kvBucketConfig, names, upsertConsumer, upsertStream } from "../streams/index.ts";
+import { kvBucketConfig, names, upsertConsumer, upsertStream } from "../nats/index.ts";
 import { EDGE_TOMBSTONE_TTL_S } from "./edges.ts";
 
 type Named = Partial<StreamConfig> & { name: string };

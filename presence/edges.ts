@@ -7,8 +7,7 @@ import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
-import { edgeKey, encodeJson, kvKeySubject, names } from "../streams/index.ts";
-import { decodeJsonOrUndefined } from "../streams/index.ts";
+import { decodeJsonOrUndefined, edgeKey, encodeJson, kvKeySubject, names } from "../nats/index.ts";
 
 export const EdgeInfoSchema = z.object({
   id: z.string(),

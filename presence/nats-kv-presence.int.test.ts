@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConfigSchema } from "../config/index.ts";
 import { silentLogger } from "../core/logger.ts";
-import { names } from "../streams/index.ts";
+import { names } from "../nats/index.ts";
 import { presenceStoreConformance } from "../test/conformance/presence-store.ts";
 import { useNats } from "../test/harness/nats.ts";
 import { ensurePresenceBuckets } from "./buckets.ts";

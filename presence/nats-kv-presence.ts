@@ -8,7 +8,6 @@
 // Every write carries `{ v, start, ts }`; `start` tells the worker a key began (a transition)
 // rather than being refreshed, so refreshes cost the worker one ack and nothing else.
 import {
-  JetStreamApiError,
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
@@ -20,20 +19,10 @@ import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import type { Logger } from "../core/logger.ts";
-import {
-  decodeJson,
-  encodeJson,
-  kvKeySubject,
-  names,
-  presenceDeviceKey,
-  presenceDevicesFilter,
-  presenceKeyParts,
-} from "../streams/index.ts";
+import { decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered } from "../nats/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { isNotFound, kvOperation, scanFiltered } from "../streams/index.ts";
 
-const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
 /** Device keys read per direct-get batch when listing a user's devices, and the bound on pages. */
 const PAGE = 1000;
@@ -62,9 +51,6 @@ export interface NatsKvPresenceOptions {
 }
 
 
-function isWrongLastSequence(err: unknown): boolean {
-  return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
-}
 
 
 function unavailable(err: unknown): NatterError {

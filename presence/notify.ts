@@ -3,7 +3,7 @@
 // Ephemeral by design: never stored; a device that was away asks with a `presence` query.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
-import { decodeJson, encodeJson, presenceSubject, type Topology } from "../streams/index.ts";
+import { decodeJson, encodeJson, presenceSubject, type Topology } from "../nats/index.ts";
 import type { PresenceEntry } from "./worker.ts";
 
 export const PresenceEntrySchema = z.object({

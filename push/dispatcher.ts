@@ -8,20 +8,11 @@ import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstrea
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import {
-  ConversationEventSchema,
-  MembershipTracker,
-  encodeJson,
-  names,
-  pushMsgId,
-  pushSubject,
-  type ConversationDirectory,
-  type Topology,
-} from "../streams/index.ts";
+import { decodeJsonOrUndefined, encodeJson, names, pushMsgId, pushSubject, type Topology } from "../nats/index.ts";
+import { ConversationEventSchema, MembershipTracker, type ConversationDirectory } from "../streams/index.ts";
 import { renderNotification, type PushContent } from "./content.ts";
 import type { PushRequest } from "./request.ts";
 import type { PushSubscriptions } from "./subscriptions.ts";
-import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PushDispatcherDeps {
   js: JetStreamClient;

@@ -14,14 +14,12 @@
 // taken. The one window where a push can go out twice: a worker that dies after the push service
 // accepted the request and before "sent" is written (one round trip to NATS). The repeat carries
 // the same push id (Web Push `Topic`, webhook `Natter-Push-Id`), so the receiver can drop it.
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
-import { encodeJson, kvKeySubject, names } from "../streams/index.ts";
-import { decodeJsonOrUndefined, isNotFound } from "../streams/index.ts";
+import { decodeJsonOrUndefined, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, names } from "../nats/index.ts";
 
-const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
 const SETTLE_ATTEMPTS = 3;
 
@@ -41,9 +39,6 @@ export type Claim =
 export type Settlement = { state: "sent" } | { state: "retry" } | { state: "dropped"; reason: string };
 
 
-function isWrongLastSequence(err: unknown): boolean {
-  return err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE;
-}
 
 function isPut(h: MsgHdrs | undefined): boolean {
   return !h?.has("Nats-Marker-Reason") && !h?.has("KV-Operation");

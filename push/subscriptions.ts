@@ -4,17 +4,15 @@
 // again (a browser re-subscribing, a retried register) replaces it instead of adding a second one
 // that would receive every push twice.
 import { createECDH, createHash, randomBytes } from "node:crypto";
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import type { Logger } from "../core/logger.ts";
-import { encodeJson, kvKeySubject, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../streams/index.ts";
+import { decodeJsonOrUndefined, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../nats/index.ts";
 import { checkTargetUrl, type TargetPolicy } from "./targets.ts";
-import { decodeJsonOrUndefined, isNotFound, kvOperation } from "../streams/index.ts";
 
-const WRONG_LAST_SEQUENCE = 10071;
 const TIMEOUT_MS = 5000;
 /** How long a removed subscription's tombstone stays in the bucket (seconds). */
 export const SUBSCRIPTION_TOMBSTONE_TTL_S = 24 * 3600;
@@ -229,7 +227,7 @@ export class PushSubscriptions {
       });
       return true;
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return false;
+      if (isWrongLastSequence(err)) return false;
       throw new NatterError("UNAVAILABLE", "could not remove the push subscription", { cause: err });
     }
   }

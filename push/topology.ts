@@ -3,7 +3,7 @@
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { PushConfig, StreamsConfig } from "../config/index.ts";
-import { kvBucketConfig, names, upsertConsumer, upsertStream, workerConsumerConfig } from "../streams/index.ts";
+import { kvBucketConfig, names, upsertConsumer, upsertStream, workerConsumerConfig } from "../nats/index.ts";
 import { SUBSCRIPTION_TOMBSTONE_TTL_S } from "./subscriptions.ts";
 
 type Named = Partial<StreamConfig> & { name: string };

@@ -9,12 +9,11 @@ import { createHash } from "node:crypto";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { deadLetter, names, pushSentKey, type Topology } from "../streams/index.ts";
+import { deadLetter, decodeJsonOrUndefined, names, pushSentKey, type Topology } from "../nats/index.ts";
 import type { SendLedger } from "./ledger.ts";
 import { PushRequestSchema, type PushRequest } from "./request.ts";
 import type { PushSenders } from "./senders.ts";
 import type { PushSubscriptions, Subscription } from "./subscriptions.ts";
-import { decodeJsonOrUndefined } from "../streams/index.ts";
 
 export interface PushWorkerSettings {
   maxAttempts: number;

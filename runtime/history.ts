@@ -3,7 +3,8 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { HistoryMessage, HistoryReader } from "../edge/index.ts";
 import type { MessageStore } from "../persistence/index.ts";
-import { streamEvents, type StreamEvent, type Topology } from "../streams/index.ts";
+import { type Topology } from "../nats/index.ts";
+import { streamEvents, type StreamEvent } from "../streams/index.ts";
 
 function toHistory(conv: string, e: StreamEvent): HistoryMessage {
   const ev = e.event;

@@ -22,17 +22,9 @@ import {
   presenceOf,
   presenceStreams,
 } from "../presence/index.ts";
-import {
-  ConversationDirectory,
-  ConversationIndex,
-  ensureTopology,
-  expectedStreams,
-  FanoutWorker,
-  names,
-  Receipts,
-  topologyOf,
-} from "../streams/index.ts";
-import { launchNatsServer, type NatsServerProcess } from "../streams/nats-server-process.ts";
+import { ensureTopology, expectedStreams, names, topologyOf } from "../nats/index.ts";
+import { ConversationDirectory, ConversationIndex, FanoutWorker, Receipts } from "../streams/index.ts";
+import { launchNatsServer, type NatsServerProcess } from "../runtime/nats-server.ts";
 import { ensurePushTopology, pushStreams } from "../push/index.ts";
 import { historyReader } from "./history.ts";
 import { startPush, type PushNode } from "./push.ts";

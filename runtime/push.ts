@@ -22,7 +22,8 @@ import {
   WebPushSender,
   type VapidKeys,
 } from "../push/index.ts";
-import type { ConversationDirectory, Topology } from "../streams/index.ts";
+import type { Topology } from "../nats/index.ts";
+import type { ConversationDirectory } from "../streams/index.ts";
 
 const KeyPair = z.object({ publicKey: z.string().min(1), privateKey: z.string().min(1) });
 

@@ -4,15 +4,11 @@
 // read state (the conversation stream drops events after its max age; the bucket keeps the last
 // value of every key). Writes merge — membership by event id, read state by maximum — with
 // compare-and-set on the key, so redeliveries and concurrent writers converge to the same value.
-import { scanFiltered } from "./jetstream-util.ts";
+import { compareAndSet, decodeJson, encodeJson, kvKeySubject, names, scanFiltered, userConversationKey, userConversationsFilter } from "../nats/index.ts";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
-import { decodeJson, encodeJson } from "./messages.ts";
-import { kvKeySubject, names, userConversationKey, userConversationsFilter } from "./subjects.ts";
 
-const WRONG_LAST_SEQUENCE = 10071;
-const MAX_CAS_ATTEMPTS = 50;
 /** Entries read per direct-get batch when listing a user's conversations. */
 const PAGE = 1000;
 /** Bound on a listing: 10,000 conversations per user. */
@@ -105,22 +101,15 @@ export class ConversationIndex {
   /** Applies one update with compare-and-set; writes nothing when the entry already holds it. */
   async apply(u: IndexUpdate): Promise<void> {
     const subject = kvKeySubject(names.userConversationsBucket, userConversationKey(u.user, u.conv));
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const { entry, seq } = await this.#read(subject);
-      const next = mergeIndexEntry(entry, u);
-      if (entry && sameEntry(entry, next)) return;
-      try {
+    await compareAndSet(
+      async () => {
+        const { entry, seq } = await this.#read(subject);
+        const next = mergeIndexEntry(entry, u);
+        if (entry && sameEntry(entry, next)) return;
         await this.#js.publish(subject, encodeJson(next), { expect: { lastSubjectSequence: seq }, timeout: 5000 });
-        return;
-      } catch (err) {
-        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
-          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
-          continue;
-        }
-        throw new NatterError("UNAVAILABLE", "could not update the conversation index", { cause: err });
-      }
-    }
-    throw new NatterError("CONFLICT", "the conversation index kept changing");
+      },
+      { what: "the conversation index" },
+    );
   }
 
   /** Every entry of `userId` (members or not), by conversation id. */

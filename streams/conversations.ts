@@ -3,27 +3,15 @@
 // list, and the last event is the current membership. Changes are compare-and-set on that
 // subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
 // any number of edges serialize without a lock, a read-then-write race, or an owner node.
-import { scanFiltered } from "./jetstream-util.ts";
+import { compareAndSet, contactKey, contactsFilter, conversationStreamOf, decodeJson, encodeJson, isWrongLastSequence, kvKeySubject, membershipMsgId, membershipSubject, names, scanFiltered, type Topology } from "../nats/index.ts";
 import { randomBytes, createHash } from "node:crypto";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import type { ConversationIndex } from "./conversation-index.ts";
-import { MembershipEventSchema, decodeJson, encodeJson, type MembershipEvent } from "./messages.ts";
-import {
-  contactKey,
-  contactsFilter,
-  conversationStreamOf,
-  kvKeySubject,
-  membershipMsgId,
-  membershipSubject,
-  names,
-  type Topology,
-} from "./subjects.ts";
+import { MembershipEventSchema, type MembershipEvent } from "./messages.ts";
 
 export const MAX_GROUP_MEMBERS = 100;
-const MAX_CAS_ATTEMPTS = 50;
-const WRONG_LAST_SEQUENCE = 10071;
 /** Contacts read per direct-get batch; a user's whole list is read in pages of this size. */
 const CONTACTS_PAGE = 1000;
 /** Bound on pages read for one user's contacts (100,000 contacts). */
@@ -127,28 +115,22 @@ export class ConversationDirectory {
   /** Applies `change` to the current state with compare-and-set, retrying on a concurrent change. */
   async #change(id: string, change: Change): Promise<Conversation> {
     const subject = membershipSubject(this.#t, id);
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const current = await this.get(id);
-      const next = change(current);
-      if ("revision" in next) return next; // nothing to change
-      const event: MembershipEvent = { v: 1, type: "members", conv: id, ts: Date.now(), ...next };
-      const prev = current?.revision ?? 0;
-      try {
+    return compareAndSet(
+      async () => {
+        const current = await this.get(id);
+        const next = change(current);
+        if ("revision" in next) return next; // nothing to change
+        const event: MembershipEvent = { v: 1, type: "members", conv: id, ts: Date.now(), ...next };
+        const prev = current?.revision ?? 0;
         const ack = await this.#js.publish(subject, encodeJson(event), {
           expect: { lastSubjectSequence: prev },
           msgID: membershipMsgId(id, prev, event.action, event.user ?? event.by),
           timeout: 5000,
         });
         return { id, kind: event.kind, members: event.members, name: event.name, owner: event.owner, revision: ack.seq };
-      } catch (err) {
-        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
-          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
-          continue;
-        }
-        throw new NatterError("UNAVAILABLE", "could not change the conversation", { cause: err });
-      }
-    }
-    throw new NatterError("CONFLICT");
+      },
+      { what: "the conversation" },
+    );
   }
 
   /** Opens (or returns) the 1:1 conversation between two users. */
@@ -171,7 +153,7 @@ export class ConversationDirectory {
     try {
       await this.#js.publish(subject, convId, { expect: { lastSubjectSequence: 0 }, timeout: 5000 });
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return; // already indexed
+      if (isWrongLastSequence(err)) return; // already indexed
       throw new NatterError("UNAVAILABLE", "could not index the contact", { cause: err });
     }
   }

@@ -9,18 +9,15 @@
 // flight at once (FACTS: ≤ 64 keeps latency low at the same throughput).
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { AckedPublisher } from "./acked-publisher.ts";
+import { AckedPublisher, deadLetter, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxSubject, names, type Topology } from "../nats/index.ts";
 import { MembershipTracker } from "./membership-tracker.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { deadLetter } from "./dead-letter.ts";
 import type { ConversationDirectory } from "./conversations.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
-import { ConversationEventSchema, encodeJson, type InboxEntry } from "./messages.ts";
-import { fanoutMsgId, inboxSubject, names, type Topology } from "./subjects.ts";
+import { ConversationEventSchema, type InboxEntry } from "./messages.ts";
 import { Semaphore } from "../core/semaphore.ts";
-import { decodeJsonOrUndefined } from "./messages.ts";
 
 export interface FanoutDeps {
   js: JetStreamClient;

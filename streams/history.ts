@@ -4,9 +4,7 @@
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { ConversationEventSchema, type HistoryEvent } from "./messages.ts";
-import { conversationStreamOf, conversationSubject, membershipSubject, type Topology } from "./subjects.ts";
-import { decodeJsonOrUndefined } from "./messages.ts";
-import { isNotFound } from "./jetstream-util.ts";
+import { conversationStreamOf, conversationSubject, decodeJsonOrUndefined, isNotFound, membershipSubject, type Topology } from "../nats/index.ts";
 
 export interface StreamEvent {
   id: number;

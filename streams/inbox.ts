@@ -1,9 +1,8 @@
 // Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
-import { InboxEntrySchema, decodeJson, type InboxEntry } from "./messages.ts";
-import { inboxShard, inboxStreamOf, inboxSubject, names, type Topology } from "./subjects.ts";
-import { isNotFound } from "./jetstream-util.ts";
+import { decodeJson, inboxShard, inboxStreamOf, inboxSubject, isNotFound, names, type Topology } from "../nats/index.ts";
+import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 
 export interface InboxItem {
   /** Inbox stream sequence: the device cursor after this item. */

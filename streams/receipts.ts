@@ -13,15 +13,12 @@
 // UNREAD_EXACT unread messages and, in `Nats-Num-Pending`, how many more follow (the server counts
 // them from its per-subject index). The user's own messages are left out of the first
 // UNREAD_EXACT; beyond those the count includes them (docs/protocol.md, `convs`).
-import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
-import { JetStreamApiError } from "@nats-io/jetstream";
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { MULTI_LAST_CHUNK, noMessage, type ConversationIndex, type IndexEntry } from "./conversation-index.ts";
-import { ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema, decodeJson, encodeJson, type MembershipEvent, type ReceiptEvent } from "./messages.ts";
-import { conversationStreamOf, conversationSubject, membershipSubject, messageTtl, receiptSubject, type Topology } from "./subjects.ts";
+import { ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema, type MembershipEvent, type ReceiptEvent } from "./messages.ts";
+import { compareAndSet, conversationStreamOf, conversationSubject, decodeJson, encodeJson, membershipSubject, messageTtl, receiptSubject, type Topology } from "../nats/index.ts";
 
-const WRONG_LAST_SEQUENCE = 10071;
-const MAX_CAS_ATTEMPTS = 50;
 /** Unread messages read (with payloads) per conversation to leave out the user's own. */
 export const UNREAD_EXACT = 100;
 /** Conversations whose unread messages are counted at once. */
@@ -131,7 +128,7 @@ export class Receipts {
     const wantRead = input.read ?? 0;
     const wantDelivered = Math.max(input.delivered ?? 0, wantRead);
     let fallback: IndexEntry | undefined | null = null;
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+    return compareAndSet(async () => {
       const last = await this.#lastOf(stream, [msgSubject, memberSubject, subject]);
       const membership = parse(MembershipEventSchema, last.get(memberSubject));
       if (!membership || !membership.members.includes(user)) throw new NatterError("NOT_MEMBER");
@@ -154,18 +151,9 @@ export class Receipts {
         return { conv, user, delivered, read, id: current.id, changed: false };
       }
       const next: ReceiptEvent = { v: 1, type: "receipt", conv, user, device: input.device, delivered, read, ts: Date.now() };
-      try {
-        const ack = await this.#js.publish(subject, encodeJson(next), { expect: { lastSubjectSequence: stored?.seq ?? 0 }, timeout: 5000, ...messageTtl(this.#t) });
-        return { conv, user, delivered, read, id: ack.seq, changed: true };
-      } catch (err) {
-        if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
-          await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
-          continue;
-        }
-        throw new NatterError("UNAVAILABLE", "could not store the receipt", { cause: err });
-      }
-    }
-    throw new NatterError("CONFLICT");
+      const ack = await this.#js.publish(subject, encodeJson(next), { expect: { lastSubjectSequence: stored?.seq ?? 0 }, timeout: 5000, ...messageTtl(this.#t) });
+      return { conv, user, delivered, read, id: ack.seq, changed: true };
+    }, { what: "the receipt" });
   }
 
   /** Every current member's receipts in `conv`, asked by `user` (members only). */

@@ -3,8 +3,8 @@
 // duplicate window returns the same id and stores nothing new.
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
-import { encodeJson, type ConversationMessage, type ImageRef } from "./messages.ts";
-import { conversationSubject, messageTtl, sendMsgId, type Topology } from "./subjects.ts";
+import { conversationSubject, encodeJson, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
+import { type ConversationMessage, type ImageRef } from "./messages.ts";
 
 export interface SendInput {
   conv: string;

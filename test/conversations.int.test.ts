@@ -3,7 +3,7 @@
 // device through reconnects, idempotent retries through another edge, and cursor resets.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { loadConfig } from "../config/index.ts";
-import { conversationSubject, encodeJson, topologyOf } from "../streams/index.ts";
+import { conversationSubject, encodeJson, topologyOf } from "../nats/index.ts";
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { useNats } from "./harness/nats.ts";

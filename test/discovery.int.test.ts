@@ -2,7 +2,7 @@
 // and answers GET /discovery — same region first, then the lowest load, full edges last, never a
 // draining edge; a draining edge refuses new sockets; a graceful close removes it at once.
 import { describe, expect, it, onTestFinished } from "vitest";
-import { edgeKey, kvKeySubject, names } from "../streams/index.ts";
+import { edgeKey, kvKeySubject, names } from "../nats/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode, type NodeHandle } from "./support/node.ts";
 import { TestClient } from "./support/ws-client.ts";

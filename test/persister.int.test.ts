@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vites
 import { loadConfig, REPO_ROOT, type CassandraStoreConfig } from "../config/index.ts";
 import { silentLogger } from "../core/logger.ts";
 import { CassandraMessageStore, migrateCassandra, Persister, type StoredMessage } from "../persistence/index.ts";
-import { conversationSubject, DEAD_HEADERS, encodeJson, ensureTopology, names, topologyOf, type ConversationMessage } from "../streams/index.ts";
-import { launchCassandra } from "./harness/cassandra.ts";
-import { useKeyspace } from "./harness/cassandra.ts";
+import { conversationSubject, DEAD_HEADERS, encodeJson, ensureTopology, names, topologyOf } from "../nats/index.ts";
+import { type ConversationMessage } from "../streams/index.ts";
+import { launchCassandra, useKeyspace } from "./harness/cassandra.ts";
 import { useNats } from "./harness/nats.ts";
 import { freePorts, recordProcess } from "./harness/processes.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";

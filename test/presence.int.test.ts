@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { REPO_ROOT } from "../config/index.ts";
-import { kvKeySubject, names, presenceDeviceKey } from "../streams/index.ts";
+import { kvKeySubject, names, presenceDeviceKey } from "../nats/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { freePorts, recordProcess } from "./harness/processes.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";

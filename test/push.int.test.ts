@@ -5,7 +5,7 @@
 import { createHmac } from "node:crypto";
 import webpush from "web-push";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { conversationStreamOf, kvKeySubject, names, pushSubscriptionKey, type Topology } from "../streams/index.ts";
+import { conversationStreamOf, kvKeySubject, names, pushSubscriptionKey, type Topology } from "../nats/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode } from "./support/node.ts";
 import { browserKeys, decryptWebPush, startPushReceiver, type PushReceiver } from "./support/push-receiver.ts";

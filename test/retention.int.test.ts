@@ -3,7 +3,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { conversationStreamOf, conversationSubject, membershipSubject, topologyOf } from "../streams/index.ts";
+import { conversationStreamOf, conversationSubject, membershipSubject, topologyOf } from "../nats/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";

@@ -4,7 +4,7 @@
 // TCP proxy between the SDK and the edge; natter is never mocked.
 import { WebSocket } from "ws";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { inboxStreamOf, topologyOf } from "../../streams/index.ts";
+import { inboxStreamOf, topologyOf } from "../../nats/index.ts";
 import { useNats } from "../../test/harness/nats.ts";
 import { testConfig, useNode } from "../../test/support/node.ts";
 import { startTcpProxy } from "../../test/support/tcp-proxy.ts";

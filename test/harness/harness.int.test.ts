@@ -6,7 +6,7 @@ import path from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, inject, onTestFinished, test, vi } from "vitest";
-import { launchNatsServer, NatsServerLaunchError } from "../../streams/nats-server-process.ts";
+import { launchNatsServer, NatsServerLaunchError } from "../../runtime/nats-server.ts";
 import { useKeyspace } from "./cassandra.ts";
 import { useBucket } from "./minio.ts";
 import { natsServerBinary, startNats, startNatsCluster } from "./nats.ts";

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll } from "vitest";
 import { binPath } from "../../config/tools.ts";
-import { launchNatsServer, NatsServerLaunchError, type NatsServerProcess } from "../../streams/nats-server-process.ts";
+import { launchNatsServer, NatsServerLaunchError, type NatsServerProcess } from "../../runtime/nats-server.ts";
 import { freePorts, recordProcess } from "./processes.ts";
 
 export interface StartNatsOptions {

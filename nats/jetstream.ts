@@ -1,12 +1,9 @@
-// Small readings of JetStream answers that several modules need.
+// Small readings of JetStream answers that several modules need: a KV message's operation, and a
+// scan of a stream's messages by subject filter.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
+import { isNotFound } from "./errors.ts";
 
-/** A "not found" from JetStream: a missing message, key or subject (API status or direct-get 404). */
-export function isNotFound(err: unknown): boolean {
-  const e = err as { status?: unknown; code?: unknown; message?: unknown } | undefined;
-  return e?.status === 404 || e?.code === 404 || /no message found/i.test(String(e?.message));
-}
 
 export type KvOperation = "PUT" | "DEL" | "PURGE";
 

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { NatterError } from "../core/errors.ts";
-import { dmConversationId } from "./conversations.ts";
 import {
   contactKey,
   convIdFromSubject,
@@ -51,12 +50,6 @@ describe("subjects", () => {
   it("derives the dedupe id from (sender, client id) only", () => {
     expect(sendMsgId("alice", "c-1")).toBe(sendMsgId("alice", "c-1"));
     expect(sendMsgId("alice", "c-1")).not.toBe(sendMsgId("bob", "c-1"));
-  });
-
-  it("gives a pair one 1:1 conversation id whichever side opens it", () => {
-    expect(dmConversationId("alice", "bob")).toBe(dmConversationId("bob", "alice"));
-    expect(dmConversationId("alice", "bob")).not.toBe(dmConversationId("alice", "carol"));
-    expect(dmConversationId("alice", "bob")).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
   });
 
   it("names presence keys and subjects: a device key is <user>.<device>; presence rides the inbox shard", () => {
