@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import cassandra from "cassandra-driver";
 import { loadConfig, type CassandraStoreConfig } from "../config/index.ts";
 import { silentLogger } from "../core/logger.ts";
@@ -83,6 +83,7 @@ function messagesOf(tag: string): ConversationMessage[] {
 }
 
 interface Paths {
+  nc: NatsConnection;
   js: JetStreamClient;
   topology: Topology;
   store: CassandraMessageStore;
@@ -95,7 +96,7 @@ async function viaPersister(p: Paths, messages: ConversationMessage[], tag: stri
     await Promise.all(messages.slice(i, i + 500).map((m, k) => p.js.publish(conversationSubject(p.topology, m.conv), encodeJson(m), { msgID: `${tag}-${i + k}` })));
   }
   const persister = new Persister({
-    js: p.js,
+    nc: p.nc,
     store: p.store,
     topology: p.topology,
     log: silentLogger(),
@@ -166,7 +167,7 @@ async function main(): Promise<void> {
       await driver.shutdown();
     });
     await driver.connect();
-    const paths: Paths = { js, topology, store, driver };
+    const paths: Paths = { nc, js, topology, store, driver };
 
     say(`warming up both paths (${N} messages each, untimed)…`);
     await viaDriver(paths, messagesOf(`${run}_w`), 1);

@@ -13,6 +13,9 @@ export interface Metrics {
   pushSent: Counter<"kind">;
   pushFailed: Counter<"kind" | "reason">;
   pushRemoved: Counter<"kind">;
+  workerHandled: Counter<"worker">;
+  workerRetries: Counter<"worker">;
+  workerBatchSeconds: Histogram<"worker">;
 }
 
 export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
@@ -45,6 +48,15 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
       registers: [registry],
     }),
     pushRemoved: new Counter({ name: "natter_push_subscriptions_removed_total", help: "Subscriptions removed because the push service or webhook reported them gone (404, 410)", labelNames: ["kind"], registers: [registry] }),
+    workerHandled: new Counter({ name: "natter_worker_messages_total", help: "Messages a worker handled and acked", labelNames: ["worker"], registers: [registry] }),
+    workerRetries: new Counter({ name: "natter_worker_retries_total", help: "Messages a worker will try again (backoff)", labelNames: ["worker"], registers: [registry] }),
+    workerBatchSeconds: new Histogram({
+      name: "natter_worker_batch_seconds",
+      help: "Time a worker took to handle one batch (one conversation's waiting messages, or one message)",
+      labelNames: ["worker"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
   };
 }
 

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { ID_PATTERN } from "../core/ids.ts";
-import type { ImageRef } from "../streams/index.ts";
+import type { ChatRecord, ImageRef } from "../streams/index.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -182,20 +182,8 @@ export interface PresenceView {
   rev: number;
 }
 
-/** A message as history returns it (newest first). */
-export interface HistoryMessage {
-  conv: string;
-  /** "members": a membership change; `text` holds its JSON ({action, user, members, name, owner}). */
-  kind: "msg" | "members";
-  id: number;
-  from: string;
-  device: string;
-  cid: string;
-  text: string;
-  ts: number;
-  /** The images a message carries (absent when none). */
-  images?: ImageRef[] | undefined;
-}
+/** A message or membership change as history returns it (newest first). */
+export type HistoryMessage = ChatRecord;
 
 /** Where the edge reads history from (the store; the edge never sees which one). */
 export type HistoryReader = (conv: string, query: { before?: number | undefined; limit: number }) => Promise<HistoryMessage[]>;

@@ -3,7 +3,6 @@
 // sockets become device sessions. This file wires them and owns the edge's lifecycle (listen,
 // register in discovery, drain, close).
 import os from "node:os";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { EdgeConfig } from "../config/index.ts";
@@ -11,7 +10,7 @@ import { NatterError, asNatterError } from "../core/errors.ts";
 import { MistakeLog, type Logger } from "../core/logger.ts";
 import type { EdgeRegistration, EdgeRegistry } from "../presence/index.ts";
 import { type Topology } from "../nats/index.ts";
-import { inboxBounds, publishMessage, readInbox, type ConversationDirectory, type Receipts } from "../streams/index.ts";
+import type { ConversationDirectory, Receipts } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { TokenSettings } from "./auth.ts";
 import { UserFeeds } from "./feeds.ts";
@@ -24,16 +23,19 @@ import { pageRoutes } from "./routes/page.ts";
 import { pushRoutes } from "./routes/push.ts";
 import { socketRoutes } from "./routes/socket.ts";
 import type { DeviceSession } from "./session.ts";
-import type { SessionPresence, SessionPush, SessionServices } from "./services.ts";
+import type { InboxReader, SessionPresence, SessionPush, SessionServices } from "./services.ts";
 import { TypingFeeds } from "./typing.ts";
 
 export type { Readiness, ReadinessCheck } from "./routes/health.ts";
 
 export interface EdgeDeps {
+  /** Live delivery and typing ride core NATS subscriptions on this connection. */
   nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
   directory: ConversationDirectory;
+  /** Stores a client's message (resolves after JetStream acked it). */
+  publish: SessionServices["publish"];
+  /** Reads a user's inbox for catch-up and gap fills. */
+  inbox: InboxReader;
   topology: Topology;
   config: EdgeConfig;
   tokens: TokenSettings;
@@ -85,11 +87,8 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   const mistakes = new MistakeLog(log);
   const services: SessionServices = {
     directory: deps.directory,
-    publish: (input) => publishMessage(deps.js, deps.topology, input),
-    inbox: {
-      bounds: (user) => inboxBounds(deps.jsm, deps.topology, user),
-      read: (user, after, until) => readInbox(deps.jsm, deps.topology, user, after, until),
-    },
+    publish: deps.publish,
+    inbox: deps.inbox,
     feeds: new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined }),
     edge: config,
     tokens: deps.tokens,

@@ -19,7 +19,10 @@ export const DEAD_HEADERS = {
 } as const;
 
 /** Stores `m` in the dead-letter stream (idempotently), then terminates it. */
-export async function deadLetter(js: JetStreamClient, m: JsMsg, worker: "fanout" | "persister" | "push", reason: string): Promise<void> {
+/** The workers that dead-letter (a subject token: `dead.<worker>.<stream>`). */
+export type DeadLetterWorker = "fanout" | "persister" | "push" | "push-sender" | "presence" | "uploads-sweeper";
+
+export async function deadLetter(js: JetStreamClient, m: JsMsg, worker: DeadLetterWorker, reason: string): Promise<void> {
   const h = headers();
   h.set(DEAD_HEADERS.reason, headerValue(reason));
   h.set(DEAD_HEADERS.stream, m.info.stream);

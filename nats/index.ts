@@ -7,8 +7,11 @@ export { encodeJson, decodeJson, decodeJsonOrUndefined } from "./codec.ts";
 export { JsErrorCode, jsErrorCode, isWrongLastSequence, isNotFound } from "./errors.ts";
 export { compareAndSet, type CompareAndSetOptions } from "./cas.ts";
 export { kvOperation, scanFiltered, type KvOperation } from "./jetstream.ts";
-export { AckedPublisher, type Ack } from "./acked-publisher.ts";
-export { deadLetter, DEAD_HEADERS } from "./dead-letter.ts";
+export { JetStreamRequests, type Ack, type DirectGet, type PublishOptions } from "./requests.ts";
+export { connectNats, coalesceWrites, type NatsConnectOptions } from "./connection.ts";
+export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type FailureDecision, type Outcome, type WorkerDeps, type WorkerSpec, type WorkerStats } from "./worker.ts";
+export { deadLetter, DEAD_HEADERS, type DeadLetterWorker } from "./dead-letter.ts";
+export { consumerLagGauge } from "./consumer-lag.ts";
 export {
   ensureTopology,
   expectedStreams,

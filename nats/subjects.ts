@@ -72,11 +72,6 @@ export const names = {
   /** Push requests for offline recipients, per inbox shard (push/): subjects `push.<shard>.<user>`. */
   pushStream: (shard: number) => `PUSH_${shard}`,
   pushStreamSubjects: (shard: number) => `push.${shard}.*`,
-  /** Durable consumer on each conversation stream (messages only) that queues pushes for offline recipients. */
-  pushConsumer: "push",
-  /** The push consumer's filter: a conversation stream's message subjects (not membership or receipts). */
-  pushConsumerFilter: (shard: number) => `conv.${shard}.*`,
-  pushConsumerMembershipFilter: (shard: number) => `conv.${shard}.*.members`,
   /** Durable consumer on each push stream that sends the pushes. */
   pushSenderConsumer: "push-sender",
   /** KV bucket of push subscriptions: key `<user>.<subscription id>`. */
@@ -137,7 +132,7 @@ export function convIdFromSubject(subject: string): string {
 }
 
 /** Where `worker` puts a message of `stream` it gave up on. */
-export function deadLetterSubject(worker: "fanout" | "persister" | "push", stream: string): string {
+export function deadLetterSubject(worker: string, stream: string): string {
   return `dead.${worker}.${checkId("stream name", stream)}`;
 }
 

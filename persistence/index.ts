@@ -17,6 +17,7 @@ export { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 export { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
 export { MIGRATIONS, bucketOf, BUCKET_MS } from "./cassandra-schema.ts";
 export { Persister, type PersisterDeps, type PersisterStats } from "./persister.ts";
+export { historyReader, type HistoryReader } from "./history.ts";
 export type { BlobStore, BlobMeta, BlobInfo } from "./blob-store.ts";
 export { BLOB_KEY_MAX_LENGTH, BLOB_KEY_MAX_SEGMENT, checkBlobKey } from "./blob-store.ts";
 export { FsBlobStore } from "./fs-blob-store.ts";

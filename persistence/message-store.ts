@@ -1,23 +1,9 @@
 // The message store: where every conversation message lives for as long as the product keeps
 // it. JetStream holds the recent log; the store holds everything.
-import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
+import { ImageRefSchema, type ChatRecord, type ImageRef } from "../streams/index.ts";
 
-export interface StoredMessage {
-  conv: string;
-  /** "msg": a text message; "members": a membership change (`text` holds its JSON). */
-  kind: "msg" | "members";
-  /** Message id: the conversation stream sequence. Unique and increasing within `conv`. */
-  id: number;
-  from: string;
-  device: string;
-  /** The client's message id. */
-  cid: string;
-  text: string;
-  /** Accept time, ms since epoch. */
-  ts: number;
-  /** The images a message carries (absent when none). */
-  images?: ImageRef[] | undefined;
-}
+/** What the store keeps per message or membership change (streams/messages.ts). */
+export type StoredMessage = ChatRecord;
 
 export interface HistoryQuery {
   /** Only ids strictly below this one; omit for the newest. */

@@ -25,7 +25,7 @@ afterAll(async () => {
   await nc?.close();
 });
 
-const open = (ttlSec: number) => new NatsKvPresence({ js: jetstream(nc), jsm, ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: silentLogger() });
+const open = (ttlSec: number) => new NatsKvPresence({ nc, js: jetstream(nc), jsm, ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: silentLogger() });
 
 presenceStoreConformance("NatsKvPresence", (ttlSec) => ({ store: open(ttlSec), close: () => undefined }));
 

@@ -7,21 +7,14 @@
 //   - `presence-users`: key `<user>`, history 1, the last published state of each user.
 // Every write carries `{ v, start, ts }`; `start` tells the worker a key began (a transition)
 // rather than being refreshed, so refreshes cost the worker one ack and nothing else.
-import {
-  type ConsumerMessages,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-  type StoredMsg,
-} from "@nats-io/jetstream";
-import { headers } from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager, JsMsg, StoredMsg } from "@nats-io/jetstream";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { checkId } from "../core/ids.ts";
 import type { Logger } from "../core/logger.ts";
-import { decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered } from "../nats/index.ts";
+import { ConsumerWorker, decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered } from "../nats/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
-import { Semaphore } from "../core/semaphore.ts";
 
 const TIMEOUT_MS = 5000;
 /** Device keys read per direct-get batch when listing a user's devices, and the bound on pages. */
@@ -41,6 +34,7 @@ const UserValue = z.object({
 });
 
 export interface NatsKvPresenceOptions {
+  nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   /** Device key TTL (seconds): `presence.ttlSec`. */
@@ -59,6 +53,7 @@ function unavailable(err: unknown): NatterError {
 
 export class NatsKvPresence implements PresenceStore {
   readonly ttlMs: number;
+  readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #ttl: string;
@@ -69,6 +64,7 @@ export class NatsKvPresence implements PresenceStore {
   readonly #keyPrefix = kvKeySubject(names.presenceBucket, "");
 
   constructor(opts: NatsKvPresenceOptions) {
+    this.#nc = opts.nc;
     this.#js = opts.js;
     this.#jsm = opts.jsm;
     this.ttlMs = opts.ttlSec * 1000;
@@ -144,56 +140,40 @@ export class NatsKvPresence implements PresenceStore {
   }
 
   async changes(handler: (change: DeviceChange) => Promise<void>): Promise<ChangeFeed> {
-    let messages: ConsumerMessages;
+    // Changes of one user are handled one after another, in stream order (the worker's key);
+    // different users' side by side, so a killed edge's thousands of expiries are not handled in
+    // series.
+    const worker = new ConsumerWorker<DeviceChange>(
+      {
+        name: "presence",
+        sources: [{ stream: this.#devicesStream, consumer: names.presenceConsumer }],
+        decode: (m) => {
+          let change: DeviceChange | null;
+          try {
+            change = this.#changeOf(m);
+          } catch (err) {
+            this.#log.warn({ err, subject: m.subject, seq: m.seq }, "unreadable presence entry skipped");
+            return { skip: true };
+          }
+          return change === null ? { skip: true } : { value: change }; // null: a refresh
+        },
+        key: (c) => c.user,
+        handle: async (batch) => {
+          for (const d of batch) await handler(d.value);
+        },
+        failed: () => ({ kind: "retry", delayMs: 1000 }),
+        maxBatch: 16,
+        maxInFlight: MAX_IN_FLIGHT,
+        pullAhead: 256,
+      },
+      { nc: this.#nc, log: this.#log },
+    );
     try {
-      const consumer = await this.#js.consumers.get(this.#devicesStream, names.presenceConsumer);
-      messages = await consumer.consume({ max_messages: 256 });
+      await worker.start();
     } catch (err) {
       throw unavailable(err);
     }
-    // Changes of one user are handled one after another, in stream order; different users'
-    // concurrently (bounded), so a killed edge's thousands of expiries are not handled in series.
-    const perUser = new Map<string, Promise<void>>();
-    const slots = new Semaphore(MAX_IN_FLIGHT);
-    const loop = (async () => {
-      for await (const m of messages) {
-        let change: DeviceChange | null;
-        try {
-          change = this.#changeOf(m);
-        } catch (err) {
-          this.#log.warn({ err, subject: m.subject, seq: m.seq }, "unreadable presence entry skipped");
-          m.ack();
-          continue;
-        }
-        if (change === null) {
-          m.ack(); // a refresh
-          continue;
-        }
-        const c = change;
-        await slots.acquire();
-        const run: Promise<void> = (perUser.get(c.user) ?? Promise.resolve())
-          .then(() => handler(c))
-          .then(
-            () => m.ack(),
-            (err: unknown) => {
-              this.#log.warn({ err, user: c.user, device: c.device }, "presence change failed; redelivered in 1 s");
-              m.nak(1000);
-            },
-          )
-          .finally(() => {
-            slots.release();
-            if (perUser.get(c.user) === run) perUser.delete(c.user);
-          });
-        perUser.set(c.user, run);
-      }
-      await Promise.all(perUser.values());
-    })();
-    return {
-      stop: async () => {
-        messages.stop();
-        await loop;
-      },
-    };
+    return { stop: () => worker.stop() };
   }
 
   /** The change a consumed message means, or null for a refresh of a live key. */

@@ -29,4 +29,4 @@ export { SendLedger, type Claim, type Settlement } from "./ledger.ts";
 export { PushDispatcher, type PushDispatcherDeps } from "./dispatcher.ts";
 export { PushWorker, pushIdOf, retryDelay, type PushWorkerDeps, type PushWorkerSettings } from "./worker.ts";
 export { PushRequestSchema, type PushRequest } from "./request.ts";
-export { ensurePushTopology, pushStreams, pushStreamConfig, pushConsumerConfig, pushSubscriptionsBucketConfig, pushSentBucketConfig } from "./topology.ts";
+export { ensurePushTopology, pushStreams, pushStreamConfig, pushSubscriptionsBucketConfig, pushSentBucketConfig } from "./topology.ts";

@@ -1,12 +1,14 @@
 // The streams, consumers and buckets of push notifications. Idempotent like ensureTopology: every
 // process runs it at start (when push.enabled). Names come from streams/subjects.ts.
-import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { PushConfig, StreamsConfig } from "../config/index.ts";
 import { kvBucketConfig, names, upsertConsumer, upsertStream, workerConsumerConfig } from "../nats/index.ts";
 import { SUBSCRIPTION_TOMBSTONE_TTL_S } from "./subscriptions.ts";
 
 type Named = Partial<StreamConfig> & { name: string };
+/** The dispatcher's own consumer on conversation streams, before dispatch moved into the fan-out. */
+const LEGACY_PUSH_CONSUMER = "push";
 const S = 1000;
 
 /** PUSH_<n>: push requests for the users of inbox shard n; a request goes once sent (work queue). */
@@ -23,17 +25,6 @@ export function pushStreamConfig(streams: StreamsConfig, push: PushConfig, shard
     // window the send ledger still stops a second send.
     duplicate_window: nanos(Math.min(streams.duplicateWindowSec, push.maxAgeSec) * S),
     discard: DiscardPolicy.Old,
-  };
-}
-
-/** The dispatcher's consumer on a conversation stream: messages only, from when it was created. */
-export function pushConsumerConfig(streams: StreamsConfig, shard: number): Partial<ConsumerConfig> & { durable_name: string } {
-  return {
-    ...workerConsumerConfig(streams, names.pushConsumer),
-    // Created on a stream with history: no pushes for messages sent before push was turned on.
-    deliver_policy: DeliverPolicy.New,
-    // Messages, and membership changes so the dispatcher knows members in stream order.
-    filter_subjects: [names.pushConsumerFilter(shard), names.pushConsumerMembershipFilter(shard)],
   };
 }
 
@@ -58,8 +49,10 @@ export async function ensurePushTopology(jsm: JetStreamManager, streams: Streams
     await upsertStream(jsm, pushStreamConfig(streams, push, shard));
     await upsertConsumer(jsm, names.pushStream(shard), workerConsumerConfig(streams, names.pushSenderConsumer));
   }
+  // Push decisions are made in the fan-out's pass now: a consumer left by an earlier version
+  // would only pile up messages nobody reads.
   for (let shard = 0; shard < streams.conversationShards; shard++) {
-    await upsertConsumer(jsm, names.conversationStream(shard), pushConsumerConfig(streams, shard));
+    await jsm.consumers.delete(names.conversationStream(shard), LEGACY_PUSH_CONSUMER).catch(() => undefined);
   }
 }
 

@@ -6,10 +6,10 @@
 // up to push.retryMaxMs, or the target's Retry-After), and dead-lettered after push.maxAttempts.
 // A subscription the push service reports gone (404, 410) is removed.
 import { createHash } from "node:crypto";
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { deadLetter, decodeJsonOrUndefined, names, pushSentKey, type Topology } from "../nats/index.ts";
+import { ConsumerWorker, decodeJsonOrUndefined, names, pushSentKey, type Delivery, type Outcome, type Topology } from "../nats/index.ts";
 import type { SendLedger } from "./ledger.ts";
 import { PushRequestSchema, type PushRequest } from "./request.ts";
 import type { PushSenders } from "./senders.ts";
@@ -26,7 +26,7 @@ export interface PushWorkerSettings {
 }
 
 export interface PushWorkerDeps {
-  js: JetStreamClient;
+  nc: NatsConnection;
   subscriptions: PushSubscriptions;
   ledger: SendLedger;
   senders: PushSenders;
@@ -50,79 +50,65 @@ export function retryDelay(settings: Pick<PushWorkerSettings, "retryBaseMs" | "r
   return Math.min(settings.retryMaxMs, Math.max(backoff, retryAfterMs ?? 0));
 }
 
-type Delivery = { settled: true } | { settled: false; retryMs: number; reason: string; busy: boolean; kind: string };
+/** What became of one subscription's send. */
+type Delivery_ = { settled: true } | { settled: false; retryMs: number; reason: string; busy: boolean; kind: string };
 
 
 export class PushWorker {
   readonly #deps: PushWorkerDeps;
-  readonly #subs: ConsumerMessages[] = [];
-  readonly #loops: Promise<void>[] = [];
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #worker: ConsumerWorker<PushRequest>;
   /** Pushes a target accepted (tests, logs). */
   sent = 0;
 
   constructor(deps: PushWorkerDeps) {
     this.#deps = deps;
+    const { settings } = deps;
+    const sources = Array.from({ length: deps.topology.inboxShards }, (_, shard) => ({ stream: names.pushStream(shard), consumer: names.pushSenderConsumer }));
+    this.#worker = new ConsumerWorker<PushRequest>(
+      {
+        name: "push-sender",
+        sources,
+        decode: (m) => {
+          const parsed = PushRequestSchema.safeParse(decodeJsonOrUndefined(m.data));
+          return parsed.success ? { value: parsed.data } : { unreadable: "unreadable push request" };
+        },
+        handle: async ([d]) => [await this.#handle(d!)],
+        // A thrown error is NATS trouble (the ledger, the subscriptions): retried until it works.
+        failed: (_err, [d]) => ({ kind: "retry", delayMs: retryDelay(settings, d!.attempts) }),
+        maxInFlight: settings.concurrency,
+        pullAhead: Math.max(16, settings.concurrency),
+      },
+      { nc: deps.nc, log: deps.log, metrics: deps.metrics },
+    );
   }
 
   async start(): Promise<void> {
-    const { js, topology } = this.#deps;
-    for (let shard = 0; shard < topology.inboxShards; shard++) {
-      const consumer = await js.consumers.get(names.pushStream(shard), names.pushSenderConsumer);
-      const messages = await consumer.consume({ max_messages: Math.max(16, this.#deps.settings.concurrency) });
-      this.#subs.push(messages);
-      this.#loops.push(this.#run(messages));
-    }
+    await this.#worker.start();
   }
 
-  async #run(messages: ConsumerMessages): Promise<void> {
-    const max = this.#deps.settings.concurrency;
-    for await (const m of messages) {
-      while (this.#inFlight.size >= max) await Promise.race(this.#inFlight);
-      const work: Promise<void> = this.#handle(m)
-        .catch((err: unknown) => {
-          const delay = retryDelay(this.#deps.settings, m.info.deliveryCount);
-          this.#deps.log.warn({ err, stream: m.info.stream, seq: m.seq, retryInMs: delay }, "push failed (NATS); will retry");
-          m.nak(delay);
-        })
-        .finally(() => this.#inFlight.delete(work));
-      this.#inFlight.add(work);
-    }
-  }
-
-  async #handle(m: JsMsg): Promise<void> {
+  async #handle(d: Delivery<PushRequest>): Promise<Outcome> {
     const { log, metrics, settings } = this.#deps;
-    const parsed = PushRequestSchema.safeParse(decodeJsonOrUndefined(m.data));
-    if (!parsed.success) {
-      await this.#deadLetter(m, "unreadable push request");
-      return;
-    }
-    const r = parsed.data;
+    const r = d.value;
     const ageMs = Date.now() - r.ts;
     if (ageMs > settings.maxAgeSec * 1000) {
       log.info({ user: r.user, stream: r.stream, seq: r.seq }, "push older than push.maxAgeSec dropped");
       metrics?.pushFailed.inc({ kind: "any", reason: "expired" });
-      m.ack();
-      return;
+      return { kind: "ack" };
     }
     const subs = await this.#deps.subscriptions.list(r.user);
-    const results = await Promise.all(subs.map((s) => this.#deliver(m, r, s, ageMs)));
-    const pending = results.filter((d): d is Extract<Delivery, { settled: false }> => !d.settled);
-    if (pending.length === 0) {
-      m.ack();
-      return;
+    const results = await Promise.all(subs.map((s) => this.#deliver(d, r, s, ageMs)));
+    const pending = results.filter((x): x is Extract<Delivery_, { settled: false }> => !x.settled);
+    if (pending.length === 0) return { kind: "ack" };
+    const failing = pending.filter((x) => !x.busy);
+    if (failing.length > 0 && d.attempts >= settings.maxAttempts) {
+      for (const x of failing) metrics?.pushFailed.inc({ kind: x.kind, reason: "dead" });
+      return { kind: "dead", reason: `gave up after ${d.attempts} attempts: ${failing.map((x) => x.reason).join("; ")}` };
     }
-    const failing = pending.filter((d) => !d.busy);
-    if (failing.length > 0 && m.info.deliveryCount >= settings.maxAttempts) {
-      for (const d of failing) metrics?.pushFailed.inc({ kind: d.kind, reason: "dead" });
-      await this.#deadLetter(m, `gave up after ${m.info.deliveryCount} attempts: ${failing.map((d) => d.reason).join("; ")}`);
-      return;
-    }
-    m.nak(Math.max(...pending.map((d) => d.retryMs)));
+    return { kind: "retry", delayMs: Math.max(...pending.map((x) => x.retryMs)) };
   }
 
   /** Sends `r` to one subscription unless the ledger says it was (or is being) sent. */
-  async #deliver(m: JsMsg, r: PushRequest, s: Subscription, ageMs: number): Promise<Delivery> {
+  async #deliver(d: Delivery<PushRequest>, r: PushRequest, s: Subscription, ageMs: number): Promise<Delivery_> {
     const { ledger, senders, subscriptions, log, metrics, settings } = this.#deps;
     const key = pushSentKey(r.user, s.id, r.stream, r.seq);
     const claim = await ledger.claim(key, settings.timeoutMs + CLAIM_MARGIN_MS);
@@ -157,8 +143,8 @@ export class PushWorker {
       case "retry": {
         await ledger.settle(key, claim.revision, { state: "retry" });
         metrics?.pushFailed.inc({ kind: s.kind, reason: "retry" });
-        const retryMs = retryDelay(settings, m.info.deliveryCount, outcome.afterMs);
-        log.info({ ...where, reason: outcome.reason, attempt: m.info.deliveryCount, retryInMs: retryMs }, "push failed; will retry");
+        const retryMs = retryDelay(settings, d.attempts, outcome.afterMs);
+        log.info({ ...where, reason: outcome.reason, attempt: d.attempts, retryInMs: retryMs }, "push failed; will retry");
         return { settled: false, retryMs, reason: `${s.id}: ${outcome.reason}`, busy: false, kind: s.kind };
       }
       default: {
@@ -168,21 +154,8 @@ export class PushWorker {
     }
   }
 
-  async #deadLetter(m: JsMsg, reason: string): Promise<void> {
-    try {
-      await deadLetter(this.#deps.js, m, "push", reason);
-      this.#deps.metrics?.deadLetters.inc({ worker: "push" });
-      this.#deps.log.error({ stream: m.info.stream, seq: m.seq, reason }, "push request dead-lettered");
-    } catch (err) {
-      this.#deps.log.warn({ err, stream: m.info.stream, seq: m.seq }, "could not dead-letter; will retry");
-      m.nak(retryDelay(this.#deps.settings, m.info.deliveryCount));
-    }
-  }
-
-  /** Stops pulling, lets in-flight requests finish (acked or nak'd). */
+  /** Stops pulling, lets in-flight requests finish (acked or retried). */
   async stop(): Promise<void> {
-    for (const s of this.#subs) s.stop();
-    await Promise.allSettled(this.#loops);
-    await Promise.allSettled([...this.#inFlight]);
+    await this.#worker.stop();
   }
 }

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import webpush from "web-push";
 import { z } from "zod";
 import type { Config } from "../config/index.ts";
@@ -23,7 +24,6 @@ import {
   type VapidKeys,
 } from "../push/index.ts";
 import type { Topology } from "../nats/index.ts";
-import type { ConversationDirectory } from "../streams/index.ts";
 
 const KeyPair = z.object({ publicKey: z.string().min(1), privateKey: z.string().min(1) });
 
@@ -51,13 +51,15 @@ export function vapidKeys(cfg: Config): VapidKeys {
 export interface PushNode {
   edge: SessionPush;
   subscriptions: PushSubscriptions;
+  /** The push decision the fan-out makes beside its copies (with workers). */
+  dispatcher: PushDispatcher | undefined;
   close(): Promise<void>;
 }
 
 export interface PushDeps {
+  nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  directory: ConversationDirectory;
   /** Absent when presence is off: then no one counts as online, and every recipient with a subscription gets pushes. */
   presence: PresenceStore | undefined;
   topology: Topology;
@@ -69,16 +71,16 @@ export interface PushDeps {
 
 export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> {
   const p = cfg.push;
-  const { js, jsm, log } = deps;
+  const { nc, js, jsm, log } = deps;
   const vapid = vapidKeys(cfg);
   const policy = { allowHosts: p.allowHosts };
   const subscriptions = new PushSubscriptions({ js, jsm, policy, maxPerUser: p.maxSubscriptionsPerUser, log });
   const stops: (() => Promise<void>)[] = [];
+  let dispatcher: PushDispatcher | undefined;
   if (deps.workers) {
     const presence = deps.presence;
-    const dispatcher = new PushDispatcher({
-      js,
-      directory: deps.directory,
+    dispatcher = new PushDispatcher({
+      nc,
       subscriptions,
       online: async (users) => {
         if (!presence) return new Set();
@@ -92,9 +94,11 @@ export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> 
       log,
       metrics: deps.metrics,
     });
+    const d = dispatcher;
+    stops.push(async () => d.close());
     const http = new GuardedHttp({ policy, timeoutMs: p.timeoutMs });
     const worker = new PushWorker({
-      js,
+      nc,
       subscriptions,
       ledger: new SendLedger(js, jsm),
       senders: new PushSenders({ webpush: new WebPushSender(http, vapid), webhook: new WebhookSender(http) }),
@@ -108,11 +112,10 @@ export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> 
       await worker.stop();
       http.close();
     });
-    await dispatcher.start();
-    stops.push(() => dispatcher.stop());
   }
   return {
     subscriptions,
+    dispatcher,
     edge: {
       vapidPublicKey: vapid.publicKey,
       register: (user, device, input) => subscriptions.register(user, device, input),

@@ -1,166 +1,152 @@
-// The fan-out: a durable consumer on each conversation stream copies every message into the
-// inbox of every member (the per-recipient sync queue). A conversation message is acked only
-// after every copy is acked by JetStream; copies carry a msg id of (stream, seq, user), so a
-// redelivery after a crash stores nothing twice. Beside the copies it keeps each user's list of
-// conversations and read state (the user-convs index) from membership and receipt events.
+// The fan-out: a durable consumer on each conversation stream copies every event into the inbox
+// of every member (the per-recipient sync queue), on the worker base (nats/worker.ts). Beside the
+// copies it keeps each user's list of conversations and read state (the user-convs index) from
+// membership and receipt events, and hands each message with its members to `beside` (the push
+// decision, wired in by the runtime), so one pass over the stream does all three.
 //
-// Ordering: copies are published in stream order on one connection, so each inbox receives a
-// conversation's messages in the conversation's order. Up to `maxInFlight` messages are in
-// flight at once (FACTS: ≤ 64 keeps latency low at the same throughput).
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+// Order: a conversation's events are handled one batch at a time, in stream order (the worker's
+// key is the conversation), the copies of a batch published in order on one connection; the next
+// batch of that conversation starts only once every copy of this one is stored. A batch that fails
+// is retried in place, so a later message of the conversation never reaches an inbox before an
+// earlier one, whatever failed. Copies carry a msg id of (stream, seq, user): a retry or a
+// redelivery after a crash stores nothing twice. Events are acked only after every copy, index
+// update and push request of their batch is stored.
+import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { AckedPublisher, deadLetter, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxSubject, names, type Topology } from "../nats/index.ts";
-import { MembershipTracker } from "./membership-tracker.ts";
 import { NatterError } from "../core/errors.ts";
 import type { Logger } from "../core/logger.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { ConversationDirectory } from "./conversations.ts";
+import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxSubject, JetStreamRequests, names, type Delivery, type Topology } from "../nats/index.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
-import { ConversationEventSchema, type InboxEntry } from "./messages.ts";
-import { Semaphore } from "../core/semaphore.ts";
+import type { ConversationDirectory } from "./conversations.ts";
+import { MembershipTracker } from "./membership-tracker.ts";
+import { ConversationEventSchema, type ConversationEvent, type ConversationMessage, type InboxEntry } from "./messages.ts";
+
+/** A message as the fan-out stored it, with the members it went to (for the push decision). */
+export interface FannedOutMessage {
+  stream: string;
+  seq: number;
+  message: ConversationMessage;
+  /** Members as of the message (the sender included). */
+  members: readonly string[];
+}
 
 export interface FanoutDeps {
-  js: JetStreamClient;
-  /** When given, inbox copies go through a lean acked publisher on this connection (see acked-publisher.ts). */
-  nc?: NatsConnection | undefined;
+  nc: NatsConnection;
   directory: ConversationDirectory;
   topology: Topology;
   log: Logger;
   metrics?: Metrics | undefined;
   /** Each user's conversations and read state (user-convs), kept from membership and receipt events. */
   index?: ConversationIndex | undefined;
+  /** Runs for the messages of a batch beside their copies; the batch is acked after both are done. */
+  beside?: ((messages: readonly FannedOutMessage[]) => Promise<void>) | undefined;
+  /** The consumers' ack_wait (ms). */
+  ackWaitMs?: number | undefined;
+  /** Conversations handled at once. */
   maxInFlight?: number;
-  /** Deliveries after which a message for an unknown conversation is dead-lettered. */
+  /** Events of one conversation handled together. */
+  maxBatch?: number;
+  /** Deliveries after which an event of an unknown conversation is dead-lettered. */
   maxAttempts?: number;
 }
 
-
+interface Event {
+  ev: ConversationEvent;
+  /** Consumer delivery sequence and whether this is a redelivery, read as it arrived. */
+  exact: boolean;
+}
 
 export class FanoutWorker {
   readonly #deps: FanoutDeps;
-  readonly #subs: ConsumerMessages[] = [];
-  readonly #loops: Promise<void>[] = [];
-  readonly #inFlight = new Set<Promise<void>>();
-  delivered = 0;
-
-  readonly #publisher: AckedPublisher | undefined;
+  readonly #requests: JetStreamRequests;
   readonly #tracker: MembershipTracker;
+  readonly #worker: ConsumerWorker<Event>;
+  /** Inbox copies stored (tests, logs). */
+  copies = 0;
 
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
-    this.#publisher = deps.nc ? new AckedPublisher(deps.nc) : undefined;
+    this.#requests = new JetStreamRequests(deps.nc);
     this.#tracker = new MembershipTracker(deps.directory);
+    const sources = Array.from({ length: deps.topology.conversationShards }, (_, shard) => ({ stream: names.conversationStream(shard), consumer: names.fanoutConsumer }));
+    this.#worker = new ConsumerWorker<Event>(
+      {
+        name: "fanout",
+        sources,
+        decode: (m) => this.#decode(m),
+        key: (e) => e.ev.conv,
+        handle: (batch) => this.#handle(batch),
+        failed: (err, batch) => {
+          // An unknown conversation may be one whose creation is still in flight elsewhere: a few
+          // tries, then dead-lettered. Anything else is NATS trouble: retried until it works.
+          const unknown = err instanceof NatterError && err.code === "CONVERSATION_NOT_FOUND";
+          if (unknown && Math.max(...batch.map((d) => d.attempts)) >= (deps.maxAttempts ?? 5)) return { kind: "dead", reason: err.message };
+          deps.metrics?.fanoutFailures.inc();
+          return { kind: "retry" };
+        },
+        resetOnStart: true,
+        maxBatch: deps.maxBatch ?? 64,
+        maxInFlight: deps.maxInFlight ?? 256,
+        pullAhead: 1024,
+      },
+      { nc: deps.nc, log: deps.log, metrics: deps.metrics, ackWaitMs: deps.ackWaitMs },
+    );
   }
 
-  #publishCopy(c: { subject: string; msgID: string; data: Uint8Array }): Promise<unknown> {
-    return this.#publisher ? this.#publisher.publish(c.subject, c.data, c.msgID) : this.#deps.js.publish(c.subject, c.data, { msgID: c.msgID, timeout: 10_000 });
-  }
-
-  async start(): Promise<void> {
-    const { js, topology } = this.#deps;
-    for (let shard = 0; shard < topology.conversationShards; shard++) {
-      const consumer = await js.consumers.get(names.conversationStream(shard), names.fanoutConsumer);
-      const messages = await consumer.consume({ max_messages: 512 });
-      this.#subs.push(messages);
-      this.#loops.push(this.#run(messages));
-    }
-  }
-
-  async #run(messages: ConsumerMessages): Promise<void> {
-    const sem = new Semaphore(this.#deps.maxInFlight ?? 64);
-    for await (const m of messages) {
-      await sem.acquire();
-      let work: Promise<void>;
-      try {
-        // Resolve members before issuing publishes, so publishes leave in stream order.
-        const { copies, index } = await this.#copiesOf(m);
-        work = this.#publish(m, copies, index);
-      } catch (err) {
-        work = Promise.reject(err);
-      }
-      const tracked: Promise<void> = work
-        .then(() => m.ack())
-        .catch((err: unknown) => this.#failed(m, err))
-        .finally(() => {
-          sem.release();
-          this.#inFlight.delete(tracked);
-        });
-      this.#inFlight.add(tracked);
-    }
-  }
-
-  async #copiesOf(m: JsMsg): Promise<{ copies: { subject: string; msgID: string; data: Uint8Array }[]; index: IndexUpdate[] }> {
+  #decode(m: JsMsg): { value: Event } | { unreadable: string } {
+    // In arrival order, synchronously: the tracker drops what it knows when another process took
+    // some of this consumer's deliveries.
     this.#tracker.observe(m.info.deliverySequence);
     const parsed = ConversationEventSchema.safeParse(decodeJsonOrUndefined(m.data));
-    if (!parsed.success) throw new NatterError("BAD_FRAME", `unreadable event at ${m.info.stream}#${m.seq}`);
-    const ev = parsed.data;
-    // A redelivery is out of stream order: read the membership as of its sequence.
-    const exact = m.redelivered;
-    let recipients: string[];
-    const index: IndexUpdate[] = [];
-    if (ev.type === "members") {
-      // Everyone before and after the change hears of it (a removed member learns of the removal).
-      const before = (await this.#tracker.membersAt(ev.conv, m.seq - 1, exact)) ?? [];
-      recipients = [...new Set([...before, ...ev.members])];
-      if (!exact) this.#tracker.remember(ev.conv, ev.members, m.seq);
-      // Joined and left members' entries in the user-convs index.
-      for (const u of ev.members) if (!before.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: true, at: m.seq } });
-      for (const u of before) if (!ev.members.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: false, at: m.seq } });
-    } else {
-      const members = await this.#tracker.membersAt(ev.conv, m.seq, exact);
-      if (!members) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${ev.conv} of ${m.info.stream}#${m.seq}`);
-      recipients = members;
-      if (ev.type === "receipt") index.push({ user: ev.user, conv: ev.conv, receipt: { delivered: ev.delivered, read: ev.read } });
-    }
-    const entry: InboxEntry = { ...ev, id: m.seq };
-    const data = encodeJson(entry);
-    const copies = recipients.map((user) => ({
-      subject: inboxSubject(this.#deps.topology, user),
-      msgID: fanoutMsgId(m.info.stream, m.seq, user),
-      data,
-    }));
-    return { copies, index };
+    if (!parsed.success) return { unreadable: `unreadable: not a natter conversation event (${m.info.stream}#${m.seq})` };
+    return { value: { ev: parsed.data, exact: m.redelivered } };
   }
 
-  async #publish(m: JsMsg, copies: { subject: string; msgID: string; data: Uint8Array }[], index: IndexUpdate[]): Promise<void> {
-    // Index writes merge (order-free, idempotent), so they go beside the copies, not before them:
-    // copies must leave in stream order. The message is acked only after both.
-    const indexed = this.#deps.index;
+  async #handle(batch: readonly Delivery<Event>[]): Promise<void> {
+    const copies: { subject: string; msgID: string; data: Uint8Array }[] = [];
+    const index: IndexUpdate[] = [];
+    const messages: FannedOutMessage[] = [];
+    for (const d of batch) {
+      const { ev, exact } = d.value;
+      let recipients: string[];
+      if (ev.type === "members") {
+        // Everyone before and after the change hears of it (a removed member learns of the removal).
+        const before = (await this.#tracker.membersAt(ev.conv, d.seq - 1, exact)) ?? [];
+        recipients = [...new Set([...before, ...ev.members])];
+        this.#tracker.remember(ev.conv, ev.members, d.seq);
+        for (const u of ev.members) if (!before.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: true, at: d.seq } });
+        for (const u of before) if (!ev.members.includes(u)) index.push({ user: u, conv: ev.conv, membership: { member: false, at: d.seq } });
+      } else {
+        const members = await this.#tracker.membersAt(ev.conv, d.seq, exact);
+        if (!members) throw new NatterError("CONVERSATION_NOT_FOUND", `conversation ${ev.conv} of ${d.stream}#${d.seq}`);
+        recipients = members;
+        if (ev.type === "receipt") index.push({ user: ev.user, conv: ev.conv, receipt: { delivered: ev.delivered, read: ev.read } });
+        else messages.push({ stream: d.stream, seq: d.seq, message: ev, members });
+      }
+      const entry: InboxEntry = { ...ev, id: d.seq };
+      const data = encodeJson(entry);
+      for (const user of recipients) copies.push({ subject: inboxSubject(this.#deps.topology, user), msgID: fanoutMsgId(d.stream, d.seq, user), data });
+    }
+    // Copies leave in stream order on one connection (this loop is synchronous). Index writes
+    // merge (order-free, idempotent) and push requests stand alone, so they go beside them.
+    const { index: indexed, beside } = this.#deps;
     await Promise.all([
-      ...copies.map((c) => this.#publishCopy(c)),
+      ...copies.map((c) => this.#requests.publish(c.subject, c.data, { msgID: c.msgID })),
       ...(indexed ? index.map((u) => indexed.apply(u)) : []),
+      ...(beside && messages.length > 0 ? [beside(messages)] : []),
     ]);
-    this.delivered += copies.length;
+    this.copies += copies.length;
     this.#deps.metrics?.fanoutCopies.inc(copies.length);
   }
 
-  async #failed(m: JsMsg, err: unknown): Promise<void> {
-    const { log, metrics } = this.#deps;
-    // Unreadable events never succeed; an unknown conversation is retried a few times first
-    // (its creation may be in flight elsewhere). Everything else (NATS trouble) retries forever.
-    const code = err instanceof NatterError ? err.code : undefined;
-    const hopeless = code === "BAD_FRAME" || (code === "CONVERSATION_NOT_FOUND" && m.info.deliveryCount >= (this.#deps.maxAttempts ?? 5));
-    if (hopeless) {
-      try {
-        await deadLetter(this.#deps.js, m, "fanout", (err as Error).message);
-        metrics?.deadLetters.inc({ worker: "fanout" });
-        log.error({ stream: m.info.stream, seq: m.seq, reason: (err as Error).message }, "message dead-lettered");
-        return;
-      } catch (dlqErr) {
-        log.warn({ err: dlqErr }, "could not dead-letter; will retry");
-      }
-    }
-    metrics?.fanoutFailures.inc();
-    const delay = Math.min(30_000, 250 * 2 ** Math.min(m.info.deliveryCount, 7));
-    log.warn({ err, stream: m.info.stream, seq: m.seq, deliveries: m.info.deliveryCount, retryInMs: delay }, "fan-out failed; will retry");
-    m.nak(delay);
+  async start(): Promise<void> {
+    await this.#worker.start();
   }
 
-  /** Stops pulling, lets in-flight messages finish (acked or nak'd). */
+  /** Stops pulling, lets running batches finish (acked or retried), hands the rest back. */
   async stop(): Promise<void> {
-    for (const s of this.#subs) s.stop();
-    await Promise.allSettled(this.#loops);
-    await Promise.allSettled([...this.#inFlight]);
-    this.#publisher?.close();
+    await this.#worker.stop();
+    this.#requests.close();
   }
 }

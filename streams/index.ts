@@ -3,7 +3,7 @@
 // the events history merges. Plumbing (names, codecs, topology, workers) is in nats/.
 export * from "./messages.ts";
 export { ConversationDirectory, dmConversationId, newGroupId, MAX_GROUP_MEMBERS, type Conversation } from "./conversations.ts";
-export { FanoutWorker, type FanoutDeps } from "./fanout.ts";
+export { FanoutWorker, type FanoutDeps, type FannedOutMessage } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";

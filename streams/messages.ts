@@ -92,3 +92,40 @@ export const InboxEntrySchema = z.discriminatedUnion("type", [
   ReceiptEventSchema.extend({ id: z.number().int().positive() }),
 ]);
 export type InboxEntry = z.infer<typeof InboxEntrySchema>;
+
+/**
+ * A conversation event as history returns it and the store keeps it: one row per message or
+ * membership change. A membership change keeps its details as JSON in `text`.
+ */
+export interface ChatRecord {
+  conv: string;
+  /** "msg": a text message; "members": a membership change (`text` holds its JSON). */
+  kind: "msg" | "members";
+  /** Message id: the conversation stream sequence. Unique and increasing within `conv`. */
+  id: number;
+  from: string;
+  device: string;
+  /** The client's message id. */
+  cid: string;
+  text: string;
+  /** Accept time, ms since epoch. */
+  ts: number;
+  /** The images a message carries (absent when none). */
+  images?: ImageRef[] | undefined;
+}
+
+/** The record of event `id` of a conversation: the one mapping the persister and history share. */
+export function recordOf(id: number, ev: HistoryEvent): ChatRecord {
+  return ev.type === "msg"
+    ? { conv: ev.conv, id, kind: "msg", from: ev.from, device: ev.device, cid: ev.cid, text: ev.text, ts: ev.ts, ...(ev.images ? { images: ev.images } : {}) }
+    : {
+        conv: ev.conv,
+        id,
+        kind: "members",
+        from: ev.by,
+        device: "",
+        cid: "",
+        text: JSON.stringify({ action: ev.action, user: ev.user, members: ev.members, name: ev.name, owner: ev.owner }),
+        ts: ev.ts,
+      };
+}

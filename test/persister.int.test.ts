@@ -86,7 +86,7 @@ describe("persister", () => {
   it("two persisters on one durable consumer split the work and write every message once", async () => {
     const stores = await Promise.all([0, 1].map(() => CassandraMessageStore.open(storeConfig())));
     const conns = await Promise.all([0, 1].map(() => connect({ servers: nats.url })));
-    const workers = stores.map((store, i) => new Persister({ js: jetstream(conns[i]!), store, topology, log: silentLogger(), pullAhead: 32, maxRowsPerWrite: 32 }));
+    const workers = stores.map((store, i) => new Persister({ nc: conns[i]!, store, topology, log: silentLogger(), pullAhead: 32, maxRowsPerWrite: 32 }));
     onTestFinished(async () => {
       for (const w of workers) await w.stop();
       for (const c of conns) await c.drain();
@@ -132,7 +132,7 @@ describe("persister", () => {
         return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-    const worker = new Persister({ js, store: tracked, topology, log: silentLogger() });
+    const worker = new Persister({ nc, store: tracked, topology, log: silentLogger() });
     onTestFinished(() => worker.stop());
     await worker.start();
     await waitDrained(60_000);
@@ -145,7 +145,7 @@ describe("persister", () => {
 
   it("moves a poison message to the dead-letter stream with its reason; the next ones are persisted", async () => {
     const store = await CassandraMessageStore.open(storeConfig());
-    const worker = new Persister({ js, store, topology, log: silentLogger() });
+    const worker = new Persister({ nc, store, topology, log: silentLogger() });
     onTestFinished(async () => {
       await worker.stop();
       await store.close();
@@ -262,7 +262,7 @@ describe("Cassandra down for 60 s under 500 msgs/s", () => {
     onTestFinished(() => store.close());
     const conn = await connect({ servers: nats.url });
     onTestFinished(() => conn.drain());
-    const worker = new Persister({ js: jetstream(conn), store, topology, log: silentLogger() });
+    const worker = new Persister({ nc: conn, store, topology, log: silentLogger() });
     onTestFinished(() => worker.stop());
     await worker.start();
 

@@ -87,7 +87,8 @@ async function settled(conv: string, id: number): Promise<void> {
   await expect
     .poll(
       async () => {
-        const d = await jsm.consumers.info(conversationStreamOf(topology, conv), names.pushConsumer);
+        // Push requests are queued in the fan-out's pass, before it acks the message.
+        const d = await jsm.consumers.info(conversationStreamOf(topology, conv), names.fanoutConsumer);
         const w = await jsm.consumers.info(names.pushStream(0), names.pushSenderConsumer);
         return d.ack_floor.stream_seq >= id && d.num_pending === 0 && d.num_ack_pending === 0 && w.num_pending === 0 && w.num_ack_pending === 0;
       },

@@ -1,26 +1,12 @@
 // History: the store's page, with the newest events that JetStream holds and the store does not
 // have yet (the persister's lag) merged in by id — no gap and no duplicate at the seam.
 import type { JetStreamManager } from "@nats-io/jetstream";
-import type { HistoryMessage, HistoryReader } from "../edge/index.ts";
-import type { MessageStore } from "../persistence/index.ts";
-import { type Topology } from "../nats/index.ts";
-import { streamEvents, type StreamEvent } from "../streams/index.ts";
+import type { Topology } from "../nats/index.ts";
+import { recordOf, streamEvents, type ChatRecord, type StreamEvent } from "../streams/index.ts";
+import type { HistoryQuery, MessageStore } from "./message-store.ts";
 
-function toHistory(conv: string, e: StreamEvent): HistoryMessage {
-  const ev = e.event;
-  return ev.type === "msg"
-    ? { conv, id: e.id, kind: "msg", from: ev.from, device: ev.device, cid: ev.cid, text: ev.text, ts: ev.ts, ...(ev.images ? { images: ev.images } : {}) }
-    : {
-        conv,
-        id: e.id,
-        kind: "members",
-        from: ev.by,
-        device: "",
-        cid: "",
-        text: JSON.stringify({ action: ev.action, user: ev.user, members: ev.members, name: ev.name, owner: ev.owner }),
-        ts: ev.ts,
-      };
-}
+/** A conversation's history page: newest first, at most `query.limit`. */
+export type HistoryReader = (conv: string, query: HistoryQuery) => Promise<ChatRecord[]>;
 
 const CHUNK = 500;
 const MAX_ROUNDS = 40;
@@ -43,8 +29,8 @@ export function historyReader(store: MessageStore, jsm: JetStreamManager, topolo
       after = chunk.frontier;
     }
     if (recent.length === 0) return page;
-    const byId = new Map<number, HistoryMessage>(page.map((m) => [m.id, m]));
-    for (const e of recent) if (!byId.has(e.id)) byId.set(e.id, toHistory(conv, e));
+    const byId = new Map<number, ChatRecord>(page.map((m) => [m.id, m]));
+    for (const e of recent) if (!byId.has(e.id)) byId.set(e.id, recordOf(e.id, e.event));
     return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, q.limit);
   };
 }

@@ -1,0 +1,156 @@
+// One natter node, wired: NATS (embedded or configured) and natter's topology, the store and
+// blobs, the domain services, the workers, and the edge. Used by `natter start` and by end-to-end
+// tests; signals and exits stay in bin/. Each concern's wiring has its file in runtime/; this one
+// only puts them in order and unwinds them in reverse.
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Config } from "../config/index.ts";
+import { NatterError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import { createMetrics } from "../core/metrics.ts";
+import { createEdge, type Edge, type TokenSettings } from "../edge/index.ts";
+import { ensureImageBuckets, ImageService, imageStreams } from "../media/index.ts";
+import { connectNats, ensureTopology, expectedStreams, topologyOf } from "../nats/index.ts";
+import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
+import { DevicePresence, EdgeRegistry, ensurePresenceBuckets, NatsKvPresence, presenceOf, presenceStreams } from "../presence/index.ts";
+import { ensurePushTopology, pushStreams } from "../push/index.ts";
+import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, readInbox, Receipts } from "../streams/index.ts";
+import { startEmbeddedNats } from "./embedded-nats.ts";
+import { startPush, type PushNode } from "./push.ts";
+import { readinessOf } from "./readiness.ts";
+import { tokenSettings } from "./tokens.ts";
+import { startWorkers } from "./workers.ts";
+import { startWorkersHttp } from "./workers-http.ts";
+
+export interface NatterNode {
+  /** http://host:port of the edge (WebSocket at /ws); empty without an edge. */
+  url: string;
+  natsUrl: string;
+  /** http://host:port of the workers' metrics and health endpoints; empty without workers. */
+  workersUrl: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** Messages and the image index. */
+  store: Store;
+  blobs: BlobStore;
+  /** Uploads, attaching and fetching images (absent without an edge). */
+  images: ImageService | undefined;
+  /** Absent when edge.enabled is false (a workers-only process). */
+  edge: Edge | undefined;
+  tokens: TokenSettings;
+  /** Graceful stop: sockets told to go away, workers finish in-flight work, NATS drained. */
+  close(): Promise<void>;
+}
+
+export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode> {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const unwind = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
+  };
+  try {
+    let servers = cfg.nats.servers;
+    if (!servers) {
+      const server = await startEmbeddedNats(cfg, log);
+      cleanups.push(() => server.stop());
+      servers = [server.clientUrl];
+    }
+    const nc = await connectNats({
+      servers,
+      name: "natter",
+      ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}),
+      log,
+    }).catch((err: unknown) => {
+      throw new NatterError("UNAVAILABLE", `cannot connect to NATS at ${servers.join(", ")}: is it running?`, { cause: err });
+    });
+    cleanups.push(() => nc.drain());
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    await ensureTopology(jsm, cfg.streams);
+    await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
+    if (cfg.push.enabled) await ensurePushTopology(jsm, cfg.streams, cfg.push);
+    await ensureImageBuckets(jsm, cfg.streams);
+    const topology = topologyOf(cfg.streams);
+
+    const store = await openMessageStore(cfg, log);
+    cleanups.push(() => store.close());
+    const blobs = await openBlobStore(cfg, log);
+    cleanups.push(() => blobs.close());
+
+    const conversationIndex = new ConversationIndex(js, jsm);
+    const directory = new ConversationDirectory(js, jsm, topology, { maxPerUser: cfg.edge.maxConversationsPerUser, index: conversationIndex });
+    const presence = new NatsKvPresence({ nc, js, jsm, ttlSec: cfg.presence.ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: log.child({ component: "presence" }) });
+    const metrics = createMetrics();
+
+    // Push notifications to recipients with no online device: the decision runs in the fan-out,
+    // the sending in the push worker (both with the workers).
+    let push: PushNode | undefined;
+    if (cfg.push.enabled) {
+      push = await startPush(cfg, {
+        nc,
+        js,
+        jsm,
+        presence: cfg.presence.enabled ? presence : undefined,
+        topology,
+        metrics,
+        log: log.child({ component: "push" }),
+        workers: cfg.workers.enabled,
+      });
+      const p = push;
+      cleanups.push(() => p.close());
+    }
+    if (cfg.workers.enabled) {
+      const stopWorkers = await startWorkers(cfg, { nc, jsm, directory, conversationIndex, presence, store, blobs, topology, metrics, log, push: push?.dispatcher });
+      cleanups.push(stopWorkers);
+    }
+
+    const tokens = tokenSettings(cfg);
+    const streams = [...expectedStreams(cfg.streams), ...presenceStreams(), ...imageStreams(), ...(cfg.push.enabled ? pushStreams(cfg.streams) : [])];
+    const readiness = readinessOf(cfg, { nc, jsm, store, blobs, streams, log });
+
+    let workersUrl = "";
+    if (cfg.workers.enabled) {
+      const http = await startWorkersHttp(cfg.workers.httpHost, cfg.workers.httpPort, metrics, readiness);
+      cleanups.push(() => http.close());
+      workersUrl = http.url;
+    }
+
+    let edge: Edge | undefined;
+    let images: ImageService | undefined;
+    let url = "";
+    if (cfg.edge.enabled) {
+      images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
+      const e = await createEdge({
+        nc,
+        directory,
+        topology,
+        config: cfg.edge,
+        tokens,
+        publish: (input) => publishMessage(js, topology, input),
+        inbox: { bounds: (user) => inboxBounds(jsm, topology, user), read: (user, after, until) => readInbox(jsm, topology, user, after, until) },
+        history: historyReader(store, jsm, topology),
+        receipts: new Receipts(js, jsm, topology, conversationIndex),
+        devTokens: cfg.auth.devTokens,
+        log: log.child({ component: "edge" }),
+        readiness,
+        presence: cfg.presence.enabled
+          ? { devices: new DevicePresence({ store: presence, log: log.child({ component: "presence" }) }), lookup: (users) => presenceOf(presence, users) }
+          : undefined,
+        discovery: { registry: new EdgeRegistry({ js, jsm, ttlSec: cfg.discovery.ttlSec, log: log.child({ component: "discovery" }) }), results: cfg.discovery.results },
+        images,
+        push: push?.edge,
+      });
+      url = await e.listen();
+      cleanups.push(() => e.close());
+      edge = e;
+    }
+    log.info({ url: url || undefined, ws: url ? `${url.replace(/^http/, "ws")}/ws` : undefined, store: cfg.store.kind, workers: workersUrl || false }, "natter is up");
+
+    let closing: Promise<void> | undefined;
+    return { url, natsUrl: servers[0]!, workersUrl, nc, js, jsm, store, blobs, images, edge, tokens, close: () => (closing ??= unwind()) };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}
