@@ -6,9 +6,11 @@
 // - every send is stored once: a send keeps its client id (cid) until it is acknowledged and is
 //   resent with it after a reconnect, which the server deduplicates;
 // - a request rejects with a NatterError carrying the server's code and `temporary` flag.
-import { backoffDelay, type BackoffOptions } from "./backoff.js";
+import { backoffDelay } from "./backoff.js";
 import { MemoryCursorStore, type CursorStore } from "./cursor-store.js";
 import { NatterError } from "./errors.js";
+import { Emitter, type ConnectionState, type Listener, type NatterEventName, type NatterEvents, type StateChange } from "./events.js";
+import type { NatterClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
@@ -17,141 +19,12 @@ import {
   type ConversationSummary,
   type HistoryItem,
   type ImageRef,
-  type MembershipAction,
   type PresenceEntry,
   type PushTarget,
   type ReceiptState,
   type ServerFrame,
 } from "./protocol.js";
 import { newClientId, toHttpUrl, toWebSocketUrl } from "./util.js";
-
-/**
- * The part of the WebSocket API the client uses; the browser's WebSocket and the `ws` package's
- * both fit. Handlers are typed `unknown` so that either implementation's own handler types fit.
- */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: unknown;
-  onmessage: unknown;
-  onclose: unknown;
-  onerror: unknown;
-}
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
-
-/** Asked for a token before every connection attempt; `refresh` after the server refused the last one (close 4401). */
-export type TokenProvider = (reason: "connect" | "refresh") => string | Promise<string>;
-
-export interface NatterClientOptions {
-  /** The edge: `http(s)://host:port` or `ws(s)://host:port/ws`, or a function asked before every attempt (discovery). */
-  url: string | (() => string | Promise<string>);
-  /** The user the token is for; the cursor is kept per user and device. */
-  user: string;
-  /** This device's stable id (1–64 of `A-Z a-z 0-9 _ -`): the server keeps one position per device. */
-  device: string;
-  /** A token, or a function that returns a fresh one (called before every connection attempt). */
-  token: string | TokenProvider;
-  /** Where the cursor survives restarts. Default: memory (lost when the process ends). */
-  cursorStore?: CursorStore;
-  /** The WebSocket implementation: default `globalThis.WebSocket` (browsers); pass `ws`'s in Node 20. */
-  WebSocket?: WebSocketConstructor;
-  /** Reconnect backoff. Default: 250 ms doubling up to 30 s, jittered. */
-  backoff?: BackoffOptions;
-  /** How long a request (not a send) waits for its reply. Default 15 s. */
-  requestTimeoutMs?: number;
-  /** How long a send is retried before it rejects with TIMEOUT. Default 5 min (the server deduplicates for 10). */
-  sendTimeoutMs?: number;
-  /** Sends in flight at once. Default 1: sends are stored in the order they were made. */
-  sendWindow?: number;
-  /** A ping this often (more often if the server's welcome asks for heartbeats); no answer by the next one drops the connection. Default 20 s; 0 turns it off. */
-  pingIntervalMs?: number;
-  /** A connection attempt that is not welcomed within this time is dropped and retried. Default 10 s. */
-  handshakeTimeoutMs?: number;
-}
-
-export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
-
-/** A chat message in a conversation (also the ones this user sent, from any of their devices). */
-export interface ChatMessage {
-  conv: string;
-  /** Increasing within the conversation. */
-  id: number;
-  from: string;
-  /** The sending device. */
-  device: string;
-  /** The sender's client message id (matches SendResult.cid on the sending device). */
-  cid: string;
-  text: string;
-  /** When the server accepted it (ms since the epoch). */
-  ts: number;
-  /** This item's position in the user's inbox. */
-  cursor: number;
-  /** The images it carries, in the sender's order (absent when none): lay them out from their dimensions, fetch with `fetchImage`. */
-  images?: ImageRef[] | undefined;
-}
-
-/** A conversation's membership changed; `members` is the whole list after the change. */
-export interface MembershipChange {
-  conv: string;
-  id: number;
-  action: MembershipAction;
-  user?: string | undefined;
-  by: string;
-  members: string[];
-  name?: string | undefined;
-  owner?: string | undefined;
-  ts: number;
-  cursor: number;
-}
-
-/**
- * The server could not resume from the stored cursor (it is older than the inbox's retention, or
- * unknown to the server): items may have been missed. Reload conversations with `history`.
- */
-export interface ResetNotice {
-  cursor: number;
-  reason: string;
-}
-
-export interface StateChange {
-  state: ConnectionState;
-  previous: ConnectionState;
-  /** Reconnect attempts since the last welcome. */
-  attempt: number;
-  /** Set on `reconnecting`: the wait before the next attempt. */
-  delayMs?: number | undefined;
-  /** The close code that ended the last connection, if any. */
-  closeCode?: number | undefined;
-  /** Set on `closed` when the client stopped for an error (not by `close()`). */
-  error?: NatterError | undefined;
-}
-
-/**
- * A member's receipts moved (any member, this user included: a read on one device reaches the
- * others). The state only grows; `read` ≤ `delivered`. An inbox item, replayed on catch-up.
- */
-export interface ReceiptEvent {
-  conv: string;
-  /** The receipt event's own id in the conversation. */
-  id: number;
-  user: string;
-  /** The device that moved it. */
-  device: string;
-  delivered: number;
-  read: number;
-  ts: number;
-  cursor: number;
-}
-
-/** Another member is typing in `conv`: show it until `expiresAt` (now + ttlMs) unless it is repeated. Never replayed. */
-export interface TypingEvent {
-  conv: string;
-  user: string;
-  ttlMs: number;
-  /** Local time (ms) after which to stop showing it. */
-  expiresAt: number;
-}
 
 /**
  * A browser's PushSubscription or its `toJSON()`, as `pushManager.subscribe()` gives it: what
@@ -171,30 +44,6 @@ export interface PushRegistration {
   kind: PushTarget["kind"];
   secret?: string | undefined;
 }
-
-/**
- * Events by name. New kinds arrive as new keys here, which does not break existing listeners;
- * frames of kinds this version does not know are ignored.
- */
-export interface NatterEvents {
-  message: ChatMessage;
-  membership: MembershipChange;
-  receipt: ReceiptEvent;
-  typing: TypingEvent;
-  /**
-   * A contact's presence changed (the other member of a 1:1 conversation; group members are never
-   * pushed: ask with `presence({ conv })`). Only transitions, only while connected: ask with
-   * `presence()` after each `open`. An entry older (lower `rev`) than one already seen for that
-   * user on this connection is dropped.
-   */
-  presence: PresenceEntry;
-  reset: ResetNotice;
-  state: StateChange;
-  /** Connection-level problems: a refused token, an unreachable edge, an error frame without a request. */
-  error: NatterError;
-}
-export type NatterEventName = keyof NatterEvents;
-export type Listener<K extends NatterEventName> = (event: NatterEvents[K]) => void;
 
 export interface SendResult {
   conv: string;
@@ -243,15 +92,6 @@ type InFlight = { kind: "request"; req: RequestEntry } | { kind: "send"; cid: st
 
 const OPEN = 1;
 
-function reportListenerError(err: unknown): void {
-  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
-  if (report !== undefined) report(err);
-  else
-    setTimeout(() => {
-      throw err;
-    });
-}
-
 function errorFromFrame(f: { code: string; message: string; temporary: boolean }): NatterError {
   return new NatterError(f.code, f.message, { temporary: f.temporary });
 }
@@ -294,7 +134,7 @@ export class NatterClient {
   readonly #opts: NatterClientOptions;
   readonly #store: CursorStore;
   readonly #Socket: WebSocketConstructor;
-  readonly #listeners = new Map<NatterEventName, Set<(e: never) => void>>();
+  readonly #events = new Emitter();
 
   #state: ConnectionState = "idle";
   #ws: WebSocketLike | undefined;
@@ -362,26 +202,16 @@ export class NatterClient {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends NatterEventName>(type: K, listener: Listener<K>): () => void {
-    let set = this.#listeners.get(type);
-    if (set === undefined) this.#listeners.set(type, (set = new Set()));
-    set.add(listener as (e: never) => void);
+    this.#events.on(type, listener);
     return () => this.off(type, listener);
   }
 
   off<K extends NatterEventName>(type: K, listener: Listener<K>): void {
-    this.#listeners.get(type)?.delete(listener as (e: never) => void);
+    this.#events.off(type, listener);
   }
 
   #emit<K extends NatterEventName>(type: K, event: NatterEvents[K]): void {
-    const set = this.#listeners.get(type);
-    if (set === undefined) return;
-    for (const l of [...set]) {
-      try {
-        (l as Listener<K>)(event);
-      } catch (err) {
-        reportListenerError(err);
-      }
-    }
+    this.#events.emit(type, event);
   }
 
   #setState(state: ConnectionState, extra: Partial<StateChange> = {}): void {
