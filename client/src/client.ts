@@ -8,9 +8,11 @@
 // - a request rejects with a NatterError carrying the server's code and `temporary` flag.
 import { backoffDelay } from "./backoff.js";
 import { MemoryCursorStore, type CursorStore } from "./cursor-store.js";
-import { NatterError } from "./errors.js";
+import { closeAction, type Wire } from "./connection.js";
+import { closedError, errorFromFrame, NatterError } from "./errors.js";
 import { Emitter, type ConnectionState, type Listener, type NatterEventName, type NatterEvents, type StateChange } from "./events.js";
 import type { NatterClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
+import { Outbox, type SendResult } from "./outbox.js";
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
@@ -24,7 +26,8 @@ import {
   type ReceiptState,
   type ServerFrame,
 } from "./protocol.js";
-import { newClientId, toHttpUrl, toWebSocketUrl } from "./util.js";
+import { Requests, type RequestFrame } from "./requests.js";
+import { toHttpUrl, toWebSocketUrl } from "./util.js";
 
 /**
  * A browser's PushSubscription or its `toJSON()`, as `pushManager.subscribe()` gives it: what
@@ -45,39 +48,6 @@ export interface PushRegistration {
   secret?: string | undefined;
 }
 
-export interface SendResult {
-  conv: string;
-  cid: string;
-  /** The message id in the conversation. */
-  id: number;
-  /** True when the server had already stored this cid (a resend). */
-  dup: boolean;
-}
-
-interface RequestEntry {
-  frame: DistributiveOmit<ClientFrame, "ref">;
-  resolve: (f: ServerFrame) => void;
-  reject: (e: NatterError) => void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
-interface SendEntry {
-  conv: string;
-  cid: string;
-  text: string;
-  images: string[] | undefined;
-  promise: Promise<SendResult>;
-  resolve: (r: SendResult) => void;
-  reject: (e: NatterError) => void;
-  /** The ref of the attempt in flight on the current connection. */
-  ref: string | undefined;
-  attempts: number;
-  retryAt: number;
-  deadline: ReturnType<typeof setTimeout>;
-}
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
 /** This user's receipts in one conversation as far as this client knows, and the marks waiting to be sent. */
 interface MarkState {
   delivered: number;
@@ -88,20 +58,13 @@ interface MarkState {
 
 /** A typing signal is sent again at most this often per conversation (the server allows one per 2 s; it shows for 5 s). */
 const TYPING_RESEND_MS = 3000;
-type InFlight = { kind: "request"; req: RequestEntry } | { kind: "send"; cid: string };
-
-const OPEN = 1;
-
-function errorFromFrame(f: { code: string; message: string; temporary: boolean }): NatterError {
-  return new NatterError(f.code, f.message, { temporary: f.temporary });
-}
 
 /**
  * The `push.register` frame for a target. A PushSubscription's keys are only in its `toJSON()`;
  * anything beyond endpoint and keys (`expirationTime`, other keys) is left out, as the server
  * takes nothing else.
  */
-function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): DistributiveOmit<ClientFrame, "ref"> {
+function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): RequestFrame {
   if ("kind" in target && target.kind === "webhook") return { type: "push.register", kind: "webhook", url: target.url };
   const sub = !("kind" in target) && target.keys === undefined && typeof target.toJSON === "function" ? target.toJSON() : target;
   const { endpoint, keys } = sub;
@@ -109,23 +72,6 @@ function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): Distri
     throw new NatterError("BAD_FRAME", "registerPush: a Web Push subscription needs endpoint, keys.p256dh and keys.auth", { temporary: false });
   }
   return { type: "push.register", kind: "webpush", endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } };
-}
-
-/** What to do after the server closed with `code`: reconnect, refresh the token first, or stop. */
-export function closeAction(code: number): "reconnect" | "refresh-token" | "stop" {
-  switch (code) {
-    case CLOSE_CODES.NORMAL:
-    case CLOSE_CODES.TOO_BIG:
-    case CLOSE_CODES.BAD_HANDSHAKE:
-    case CLOSE_CODES.FORBIDDEN_ORIGIN:
-    case CLOSE_CODES.UNSUPPORTED_VERSION:
-      return "stop";
-    case CLOSE_CODES.UNAUTHORIZED:
-      return "refresh-token";
-    default:
-      // 1001 going away, 1006 dropped, 4408, 4409 slow, 4429 (after a pause), 4503, and the rest.
-      return "reconnect";
-  }
 }
 
 export class NatterClient {
@@ -161,15 +107,12 @@ export class NatterClient {
   #cursorDirty = false;
   #cursorWriting = false;
 
-  #nextRef = 1;
-  readonly #inflight = new Map<string, InFlight>();
-  #queue: RequestEntry[] = [];
-  readonly #outbox = new Map<string, SendEntry>();
+  readonly #requests: Requests;
+  readonly #outbox: Outbox;
   readonly #marks = new Map<string, MarkState>();
   readonly #typingSent = new Map<string, number>();
   /** The newest presence entry seen per user on this connection (live frames and replies cross). */
   readonly #presenceSeen = new Map<string, PresenceEntry>();
-  #sendTimer: ReturnType<typeof setTimeout> | undefined;
   #connectWaiters: { resolve: () => void; reject: (e: NatterError) => void }[] = [];
 
   constructor(opts: NatterClientOptions) {
@@ -182,6 +125,20 @@ export class NatterClient {
       throw new TypeError("NatterClient: no WebSocket implementation here; in Node 20 pass { WebSocket } from the `ws` package");
     }
     this.#Socket = Socket;
+    const client = this;
+    const wire: Wire = {
+      get state() {
+        return client.#state;
+      },
+      get socket() {
+        return client.#welcomed ? client.#ws : undefined;
+      },
+      autoConnect: () => this.#autoConnect(),
+    };
+    let ref = 1;
+    const nextRef = () => ref++;
+    this.#requests = new Requests(wire, opts, nextRef);
+    this.#outbox = new Outbox(wire, opts, nextRef);
   }
 
   get state(): ConnectionState {
@@ -229,7 +186,7 @@ export class NatterClient {
    * send made before connect() connects too.
    */
   connect(opts: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.#state === "closed") return Promise.reject(this.#closedError());
+    if (this.#state === "closed") return Promise.reject(closedError());
     if (this.#state === "open") return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => {
       const waiter = { resolve, reject };
@@ -266,11 +223,7 @@ export class NatterClient {
     } catch {
       // already closing
     }
-    this.#stop(this.#closedError(), undefined);
-  }
-
-  #closedError(): NatterError {
-    return new NatterError("CLOSED", "the client is closed", { temporary: false });
+    this.#stop(closedError(), undefined);
   }
 
   async #open(): Promise<void> {
@@ -354,7 +307,6 @@ export class NatterClient {
 
   #afterClose(code: number): void {
     this.#lastClose = code;
-    for (const s of this.#outbox.values()) s.ref = undefined; // resent after the next welcome
     if (this.#state === "closed") return;
 
     const why = this.#serverError?.error;
@@ -374,13 +326,8 @@ export class NatterClient {
       }
     }
     // Requests in flight may or may not have happened: their callers decide. Sends are resent.
-    for (const [ref, f] of this.#inflight) {
-      this.#inflight.delete(ref);
-      if (f.kind === "request") {
-        clearTimeout(f.req.timer);
-        f.req.reject(new NatterError("DISCONNECTED", `the connection dropped before the reply to ${f.req.frame.type}; retry`, { temporary: true, closeCode: code }));
-      }
-    }
+    this.#outbox.requeue();
+    this.#requests.disconnected(code);
     if (badCursor) {
       // The server does not know our cursor (its inbox was wiped or replaced): start again at its
       // present end and tell the app, as for a reset.
@@ -420,26 +367,9 @@ export class NatterClient {
   #stop(err: NatterError, closeCode: number | undefined): void {
     if (this.#state === "closed") return;
     clearTimeout(this.#reconnectTimer);
-    clearTimeout(this.#sendTimer);
     this.#teardownSocket();
-    for (const [ref, f] of this.#inflight) {
-      this.#inflight.delete(ref);
-      if (f.kind === "request") {
-        clearTimeout(f.req.timer);
-        f.req.reject(err);
-      }
-    }
-    const pending = [...this.#queue];
-    this.#queue = [];
-    for (const r of pending) {
-      clearTimeout(r.timer);
-      r.reject(err);
-    }
-    for (const s of [...this.#outbox.values()]) {
-      clearTimeout(s.deadline);
-      s.reject(err);
-    }
-    this.#outbox.clear();
+    this.#requests.stopped(err);
+    this.#outbox.stopped(err);
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
     for (const w of waiters) w.reject(err);
@@ -497,18 +427,18 @@ export class NatterClient {
         this.#emit("reset", { cursor: f.cursor, reason: f.reason });
         return;
       case "receipt":
-        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
         if (f.cursor === undefined || !this.#advance(f.cursor)) return;
         if (f.user === this.user) this.#learnReceipt(f.conv, f.delivered, f.read);
         this.#emit("receipt", { conv: f.conv, id: f.id, user: f.user, device: f.device ?? "", delivered: f.delivered, read: f.read, ts: f.ts ?? 0, cursor: f.cursor });
         return;
       case "typing":
-        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
         if (typeof f.ttlMs !== "number" || f.ref !== undefined) return;
         this.#emit("typing", { conv: f.conv, user: f.user, ttlMs: f.ttlMs, expiresAt: Date.now() + f.ttlMs });
         return;
       case "presence":
-        if (f.ref !== undefined && this.#inflight.has(f.ref)) return this.#onReply(f.ref, f);
+        if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
         if (f.ref !== undefined || !Array.isArray(f.users)) return;
         for (const e of f.users) {
           const entry = this.#notePresence(e);
@@ -517,7 +447,7 @@ export class NatterClient {
         return;
       default: {
         const ref = (f as { ref?: unknown }).ref;
-        if (typeof ref === "string" && this.#inflight.has(ref)) return this.#onReply(ref, f);
+        if (this.#awaitsReply(ref)) return this.#reply(ref, f);
         if (f.type === "error") {
           const e = errorFromFrame(f);
           this.#serverError = { error: e, emitted: this.#welcomed };
@@ -575,10 +505,8 @@ export class NatterClient {
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
     for (const w of waiters) w.resolve();
-    const queued = this.#queue;
-    this.#queue = [];
-    for (const r of queued) this.#transmit(r);
-    this.#pumpSends();
+    this.#requests.flush();
+    this.#outbox.pump();
   }
 
   #ping(): void {
@@ -592,32 +520,14 @@ export class NatterClient {
     ws.send(JSON.stringify({ type: "ping" }));
   }
 
-  #onReply(ref: string, f: ServerFrame): void {
-    const entry = this.#inflight.get(ref)!;
-    this.#inflight.delete(ref);
-    if (entry.kind === "request") {
-      clearTimeout(entry.req.timer);
-      if (f.type === "error") entry.req.reject(errorFromFrame(f));
-      else entry.req.resolve(f);
-      return;
-    }
-    const s = this.#outbox.get(entry.cid);
-    if (s === undefined || s.ref !== ref) return;
-    s.ref = undefined;
-    if (f.type === "ack") {
-      this.#outbox.delete(s.cid);
-      clearTimeout(s.deadline);
-      s.resolve({ conv: f.conv, cid: f.cid, id: f.id, dup: f.dup });
-    } else if (f.type === "error" && f.temporary) {
-      // Rate limited or unavailable: the same cid later is safe.
-      s.attempts++;
-      s.retryAt = Date.now() + backoffDelay(s.attempts, this.#opts.backoff);
-    } else {
-      this.#outbox.delete(s.cid);
-      clearTimeout(s.deadline);
-      s.reject(f.type === "error" ? errorFromFrame(f) : new NatterError("INTERNAL", `unexpected reply ${f.type} to send`, { temporary: false }));
-    }
-    this.#pumpSends();
+  /** True when `ref` is the ref of a request or a send waiting for its reply. */
+  #awaitsReply(ref: unknown): ref is string {
+    return this.#requests.has(ref) || this.#outbox.has(ref);
+  }
+
+  #reply(ref: string, f: ServerFrame): void {
+    if (this.#requests.has(ref)) this.#requests.reply(ref, f);
+    else this.#outbox.reply(ref, f);
   }
 
   // ── cursor ───────────────────────────────────────────────────────────────────────────────
@@ -649,39 +559,13 @@ export class NatterClient {
 
   // ── requests ─────────────────────────────────────────────────────────────────────────────
 
-  #transmit(r: RequestEntry): void {
-    const ref = `r${this.#nextRef++}`;
-    this.#inflight.set(ref, { kind: "request", req: r });
-    this.#ws!.send(JSON.stringify({ ...r.frame, ref }));
-  }
-
   /** A request or send made before connect() connects (its own promise reports any failure). */
   #autoConnect(): void {
     if (this.#state === "idle") this.connect().catch(() => undefined);
   }
 
-  #request(frame: DistributiveOmit<ClientFrame, "ref">): Promise<ServerFrame> {
-    if (this.#state === "closed") return Promise.reject(this.#closedError());
-    this.#autoConnect();
-    return new Promise((resolve, reject) => {
-      const timeout = this.#opts.requestTimeoutMs ?? 15_000;
-      const r: RequestEntry = {
-        frame,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.#queue = this.#queue.filter((q) => q !== r);
-          for (const [ref, f] of this.#inflight) if (f.kind === "request" && f.req === r) this.#inflight.delete(ref);
-          reject(new NatterError("TIMEOUT", `no reply to ${frame.type} within ${timeout} ms`, { temporary: true }));
-        }, timeout),
-      };
-      if (this.#welcomed && this.#ws !== undefined) this.#transmit(r);
-      else this.#queue.push(r);
-    });
-  }
-
-  async #conversation(frame: DistributiveOmit<ClientFrame, "ref">): Promise<Conversation> {
-    const f = await this.#request(frame);
+  async #conversation(frame: RequestFrame): Promise<Conversation> {
+    const f = await this.#requests.request(frame);
     if (f.type !== "conv") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to ${frame.type}`, { temporary: false });
     return f.conv;
   }
@@ -715,15 +599,15 @@ export class NatterClient {
 
   /** Stored items of a conversation, newest first: `before` an id (omit for the newest), at most `limit` (1–100, default 50). */
   async history(conv: string, opts: { before?: number; limit?: number } = {}): Promise<HistoryItem[]> {
-    const frame: DistributiveOmit<ClientFrame, "ref"> = { type: "history", conv, ...opts };
-    const f = await this.#request(frame);
+    const frame: RequestFrame = { type: "history", conv, ...opts };
+    const f = await this.#requests.request(frame);
     if (f.type !== "history") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to history`, { temporary: false });
     return f.messages;
   }
 
   /** One round trip to the edge. */
   async ping(): Promise<void> {
-    await this.#request({ type: "ping" });
+    await this.#requests.request({ type: "ping" });
   }
 
   // ── receipts, conversations, typing ──────────────────────────────────────────────────────
@@ -733,7 +617,7 @@ export class NatterClient {
    * user's receipts and unread count (computed by the server: messages from others after `read`).
    */
   async conversations(): Promise<ConversationSummary[]> {
-    const f = await this.#request({ type: "convs" });
+    const f = await this.#requests.request({ type: "convs" });
     if (f.type !== "convs") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to convs`, { temporary: false });
     for (const c of f.convs) this.#learnReceipt(c.id, c.delivered, c.read);
     return f.convs;
@@ -741,7 +625,7 @@ export class NatterClient {
 
   /** Every current member's receipts in `conv` (members only), e.g. to show "seen" after a reload. */
   async receipts(conv: string): Promise<ReceiptState[]> {
-    const f = await this.#request({ type: "receipts", conv });
+    const f = await this.#requests.request({ type: "receipts", conv });
     if (f.type !== "receipts") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipts`, { temporary: false });
     const mine = f.receipts.find((r) => r.user === this.user);
     if (mine !== undefined) this.#learnReceipt(conv, mine.delivered, mine.read);
@@ -775,7 +659,7 @@ export class NatterClient {
   }
 
   #mark(conv: string, want: { delivered: number; read: number }): Promise<ReceiptState> {
-    if (this.#state === "closed") return Promise.reject(this.#closedError());
+    if (this.#state === "closed") return Promise.reject(closedError());
     const m = this.#markState(conv);
     m.queue.add(want);
     const run = async (): Promise<ReceiptState> => {
@@ -786,11 +670,11 @@ export class NatterClient {
           read = Math.max(read, q.read);
           delivered = Math.max(delivered, q.delivered, q.read);
         }
-        const frame: DistributiveOmit<ClientFrame, "ref"> = { type: "receipt", conv };
+        const frame: RequestFrame = { type: "receipt", conv };
         if (read > m.read) frame.read = read;
         if (delivered > Math.max(m.delivered, read)) frame.delivered = delivered;
         if (frame.read === undefined && frame.delivered === undefined) return { user: this.user, delivered: m.delivered, read: m.read };
-        const f = await this.#request(frame);
+        const f = await this.#requests.request(frame);
         if (f.type !== "receipt") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipt`, { temporary: false });
         this.#learnReceipt(conv, f.delivered, f.read);
         return { user: this.user, delivered: m.delivered, read: m.read };
@@ -814,7 +698,7 @@ export class NatterClient {
     if ((last !== undefined && now - last < TYPING_RESEND_MS) || this.#state !== "open") return;
     this.#typingSent.set(conv, now);
     try {
-      await this.#request({ type: "typing", conv });
+      await this.#requests.request({ type: "typing", conv });
     } catch (err) {
       // Ephemeral: a signal lost to a rate limit, a disconnect or close() matters to no one, and
       // callers fire it on every keystroke without awaiting.
@@ -834,8 +718,8 @@ export class NatterClient {
   async presence(query: { users: readonly string[] } | { conv: string }): Promise<PresenceEntry[]> {
     // The server refuses an empty list (BAD_FRAME); asking about no one has a plain answer.
     if ("users" in query && query.users.length === 0) return [];
-    const frame: DistributiveOmit<ClientFrame, "ref"> = "conv" in query ? { type: "presence", conv: query.conv } : { type: "presence", users: [...query.users] };
-    const f = await this.#request(frame);
+    const frame: RequestFrame = "conv" in query ? { type: "presence", conv: query.conv } : { type: "presence", users: [...query.users] };
+    const f = await this.#requests.request(frame);
     if (f.type !== "presence") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to presence`, { temporary: false });
     return f.users.map((e) => this.#notePresence(e) ?? this.#presenceSeen.get(e.user)!);
   }
@@ -859,14 +743,14 @@ export class NatterClient {
    * https, or not a public host), PUSH_SUBSCRIPTIONS_FULL, PUSH_DISABLED.
    */
   async registerPush(target: PushTarget | WebPushSubscriptionLike): Promise<PushRegistration> {
-    const f = await this.#request(pushRegisterFrame(target));
+    const f = await this.#requests.request(pushRegisterFrame(target));
     if (f.type !== "push.registered") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to push.register`, { temporary: false });
     return { id: f.id, kind: f.kind, ...(f.secret !== undefined ? { secret: f.secret } : {}) };
   }
 
   /** Removes one of this user's push subscriptions: false when there was no such subscription. */
   async removePush(id: string): Promise<boolean> {
-    const f = await this.#request({ type: "push.remove", id });
+    const f = await this.#requests.request({ type: "push.remove", id });
     if (f.type !== "push.removed") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to push.remove`, { temporary: false });
     return f.removed;
   }
@@ -895,7 +779,7 @@ export class NatterClient {
 
   /** An HTTP request to the edge with this user's token (refreshed once when refused); typed errors. */
   async #http(path: string, init: RequestInit): Promise<Response> {
-    if (this.#state === "closed") throw this.#closedError();
+    if (this.#state === "closed") throw closedError();
     const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
     const url = new URL(path, toHttpUrl(raw));
     const provider = this.#opts.token;
@@ -929,66 +813,6 @@ export class NatterClient {
    * for at most `sendTimeoutMs`; temporary errors (RATE_LIMITED, UNAVAILABLE…) are retried too.
    */
   send(conv: string, text: string, opts: { cid?: string; images?: readonly (string | ImageRef)[] } = {}): Promise<SendResult> {
-    if (this.#state === "closed") return Promise.reject(this.#closedError());
-    const cid = opts.cid ?? newClientId();
-    const existing = this.#outbox.get(cid);
-    if (existing !== undefined) return existing.promise;
-    let resolve!: (r: SendResult) => void;
-    let reject!: (e: NatterError) => void;
-    const promise = new Promise<SendResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const timeout = this.#opts.sendTimeoutMs ?? 300_000;
-    const images = opts.images !== undefined && opts.images.length > 0 ? opts.images.map((i) => (typeof i === "string" ? i : i.id)) : undefined;
-    const entry: SendEntry = {
-      conv,
-      cid,
-      text,
-      images,
-      promise,
-      resolve,
-      reject,
-      ref: undefined,
-      attempts: 0,
-      retryAt: 0,
-      deadline: setTimeout(() => {
-        if (this.#outbox.get(cid) !== entry) return;
-        this.#outbox.delete(cid);
-        if (entry.ref !== undefined) this.#inflight.delete(entry.ref);
-        reject(new NatterError("TIMEOUT", `send ${cid} was not acknowledged within ${timeout} ms`, { temporary: true }));
-        this.#pumpSends();
-      }, timeout),
-    };
-    this.#outbox.set(cid, entry);
-    this.#autoConnect();
-    this.#pumpSends();
-    return promise;
-  }
-
-  /** Puts unsent sends on the wire, oldest first, at most `sendWindow` in flight. */
-  #pumpSends(): void {
-    clearTimeout(this.#sendTimer);
-    this.#sendTimer = undefined;
-    const ws = this.#ws;
-    if (ws === undefined || !this.#welcomed || ws.readyState !== OPEN) return;
-    const window = Math.max(1, this.#opts.sendWindow ?? 1);
-    let inFlight = 0;
-    for (const s of this.#outbox.values()) if (s.ref !== undefined) inFlight++;
-    const now = Date.now();
-    for (const s of this.#outbox.values()) {
-      if (inFlight >= window) break;
-      if (s.ref !== undefined) continue;
-      if (s.retryAt > now) {
-        // Keep the order: later sends wait behind one that is backing off.
-        this.#sendTimer = setTimeout(() => this.#pumpSends(), s.retryAt - now);
-        break;
-      }
-      const ref = `s${this.#nextRef++}`;
-      s.ref = ref;
-      this.#inflight.set(ref, { kind: "send", cid: s.cid });
-      ws.send(JSON.stringify({ type: "send", ref, conv: s.conv, cid: s.cid, text: s.text, ...(s.images !== undefined ? { images: s.images } : {}) }));
-      inFlight++;
-    }
+    return this.#outbox.send(conv, text, opts);
   }
 }

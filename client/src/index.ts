@@ -1,5 +1,6 @@
 // @natter/client: the whole public surface of the SDK.
-export { NatterClient, closeAction, type PushRegistration, type SendResult, type WebPushSubscriptionLike } from "./client.js";
+export { NatterClient, type PushRegistration, type WebPushSubscriptionLike } from "./client.js";
+export { closeAction } from "./connection.js";
 export {
   type ChatMessage,
   type ConnectionState,
@@ -13,6 +14,7 @@ export {
   type TypingEvent,
 } from "./events.js";
 export { type NatterClientOptions, type TokenProvider, type WebSocketConstructor, type WebSocketLike } from "./options.js";
+export { type SendResult } from "./outbox.js";
 export { MemoryCursorStore, LocalStorageCursorStore, type CursorStore, type StorageLike } from "./cursor-store.js";
 export { NatterError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
