@@ -7,12 +7,15 @@
 //   resent with it after a reconnect, which the server deduplicates;
 // - a request rejects with a NatterError carrying the server's code and `temporary` flag.
 import { backoffDelay } from "./backoff.js";
-import { MemoryCursorStore, type CursorStore } from "./cursor-store.js";
+import { MemoryCursorStore } from "./cursor-store.js";
 import { closeAction, type Wire } from "./connection.js";
 import { closedError, errorFromFrame, NatterError } from "./errors.js";
 import { Emitter, type ConnectionState, type Listener, type NatterEventName, type NatterEvents, type StateChange } from "./events.js";
 import type { NatterClientOptions, WebSocketConstructor, WebSocketLike } from "./options.js";
+import { EdgeHttp } from "./http.js";
+import { Inbox } from "./inbox.js";
 import { Outbox, type SendResult } from "./outbox.js";
+import { PresenceCache } from "./presence.js";
 import {
   CLOSE_CODES,
   PROTOCOL_VERSION,
@@ -26,59 +29,16 @@ import {
   type ReceiptState,
   type ServerFrame,
 } from "./protocol.js";
+import { pushRegisterFrame, type PushRegistration, type WebPushSubscriptionLike } from "./push.js";
+import { Receipts } from "./receipts.js";
 import { Requests, type RequestFrame } from "./requests.js";
-import { toHttpUrl, toWebSocketUrl } from "./util.js";
-
-/**
- * A browser's PushSubscription or its `toJSON()`, as `pushManager.subscribe()` gives it: what
- * `registerPush` takes for Web Push without a `kind`.
- */
-export interface WebPushSubscriptionLike {
-  endpoint?: string | null | undefined;
-  expirationTime?: number | null | undefined;
-  keys?: Record<string, string> | undefined;
-  toJSON?: (() => { endpoint?: string | null | undefined; keys?: Record<string, string> | undefined }) | undefined;
-}
-
-/** A registered push subscription. `secret` (webhooks only) is sent once: keep it to check the signatures. */
-export interface PushRegistration {
-  /** `ps_…`: pass it to `removePush`. Registering the same target again gives the same id. */
-  id: string;
-  kind: PushTarget["kind"];
-  secret?: string | undefined;
-}
-
-/** This user's receipts in one conversation as far as this client knows, and the marks waiting to be sent. */
-interface MarkState {
-  delivered: number;
-  read: number;
-  queue: Set<{ delivered: number; read: number }>;
-  chain: Promise<unknown>;
-}
-
-/** A typing signal is sent again at most this often per conversation (the server allows one per 2 s; it shows for 5 s). */
-const TYPING_RESEND_MS = 3000;
-
-/**
- * The `push.register` frame for a target. A PushSubscription's keys are only in its `toJSON()`;
- * anything beyond endpoint and keys (`expirationTime`, other keys) is left out, as the server
- * takes nothing else.
- */
-function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): RequestFrame {
-  if ("kind" in target && target.kind === "webhook") return { type: "push.register", kind: "webhook", url: target.url };
-  const sub = !("kind" in target) && target.keys === undefined && typeof target.toJSON === "function" ? target.toJSON() : target;
-  const { endpoint, keys } = sub;
-  if (typeof endpoint !== "string" || typeof keys?.p256dh !== "string" || typeof keys.auth !== "string") {
-    throw new NatterError("BAD_FRAME", "registerPush: a Web Push subscription needs endpoint, keys.p256dh and keys.auth", { temporary: false });
-  }
-  return { type: "push.register", kind: "webpush", endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } };
-}
+import { TypingSignals } from "./typing.js";
+import { toWebSocketUrl } from "./util.js";
 
 export class NatterClient {
   readonly user: string;
   readonly device: string;
   readonly #opts: NatterClientOptions;
-  readonly #store: CursorStore;
   readonly #Socket: WebSocketConstructor;
   readonly #events = new Emitter();
 
@@ -95,31 +55,24 @@ export class NatterClient {
   #awaitingPong = false;
   #tokenReason: "connect" | "refresh" = "connect";
   #refusedTokens = 0;
-  /** The token of the last connection attempt, reused for HTTP requests (images). */
-  #httpToken: string | undefined;
   /** The last error frame without a ref on this socket: why the server is about to close it. */
   #serverError: { error: NatterError; emitted: boolean } | undefined;
-  #resetReason: string | undefined;
   #lastClose: number | undefined;
 
-  #cursor: number | undefined;
-  #cursorLoaded = false;
-  #cursorDirty = false;
-  #cursorWriting = false;
-
+  readonly #inbox: Inbox;
   readonly #requests: Requests;
   readonly #outbox: Outbox;
-  readonly #marks = new Map<string, MarkState>();
-  readonly #typingSent = new Map<string, number>();
-  /** The newest presence entry seen per user on this connection (live frames and replies cross). */
-  readonly #presenceSeen = new Map<string, PresenceEntry>();
+  readonly #receipts: Receipts;
+  readonly #presence = new PresenceCache();
+  readonly #typing: TypingSignals;
+  readonly #http: EdgeHttp;
   #connectWaiters: { resolve: () => void; reject: (e: NatterError) => void }[] = [];
 
   constructor(opts: NatterClientOptions) {
     this.#opts = opts;
     this.user = opts.user;
     this.device = opts.device;
-    this.#store = opts.cursorStore ?? new MemoryCursorStore();
+    this.#inbox = new Inbox(opts.cursorStore ?? new MemoryCursorStore(), `${opts.user}/${opts.device}`, this.#events);
     const Socket = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (Socket === undefined) {
       throw new TypeError("NatterClient: no WebSocket implementation here; in Node 20 pass { WebSocket } from the `ws` package");
@@ -139,6 +92,10 @@ export class NatterClient {
     const nextRef = () => ref++;
     this.#requests = new Requests(wire, opts, nextRef);
     this.#outbox = new Outbox(wire, opts, nextRef);
+    const request = (frame: RequestFrame) => this.#requests.request(frame);
+    this.#receipts = new Receipts(opts.user, wire, request);
+    this.#typing = new TypingSignals(wire, request);
+    this.#http = new EdgeHttp(opts, wire);
   }
 
   get state(): ConnectionState {
@@ -147,7 +104,7 @@ export class NatterClient {
 
   /** The inbox position of the last item emitted (undefined before the first connection). */
   get cursor(): number | undefined {
-    return this.#cursor;
+    return this.#inbox.cursor;
   }
 
   /** Sends not yet acknowledged (they are resent after a reconnect). */
@@ -235,11 +192,9 @@ export class NatterClient {
       const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
       url = toWebSocketUrl(raw);
       token = typeof this.#opts.token === "function" ? await this.#opts.token(this.#tokenReason) : this.#opts.token;
-      this.#httpToken = token;
-      if (!this.#cursorLoaded) {
-        this.#cursor = (await this.#store.get(this.#cursorKey())) ?? undefined;
-        this.#cursorLoaded = true;
-      }
+      this.#http.token = token;
+      const loading = this.#inbox.load();
+      if (loading !== undefined) await loading;
     } catch (err) {
       if (gen !== this.#gen || this.#state === "closed") return;
       const e = err instanceof NatterError ? err : new NatterError("UNAVAILABLE", `could not prepare a connection: ${(err as Error)?.message ?? String(err)}`, { temporary: true, cause: err });
@@ -263,7 +218,8 @@ export class NatterClient {
     ws.onopen = () => {
       if (gen !== this.#gen) return;
       const hello: Extract<ClientFrame, { type: "hello" }> = { type: "hello", v: PROTOCOL_VERSION, token, device: this.device };
-      if (this.#cursor !== undefined) hello.cursor = this.#cursor;
+      const cursor = this.#inbox.cursor;
+      if (cursor !== undefined) hello.cursor = cursor;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (ev: { data: unknown }) => {
@@ -331,9 +287,7 @@ export class NatterClient {
     if (badCursor) {
       // The server does not know our cursor (its inbox was wiped or replaced): start again at its
       // present end and tell the app, as for a reset.
-      this.#resetReason = `the server did not know cursor ${this.#cursor}: ${why?.message ?? ""}`;
-      this.#cursor = undefined;
-      void Promise.resolve(this.#store.delete(this.#cursorKey())).catch(() => undefined);
+      this.#inbox.refused(why?.message ?? "");
       this.#reconnectLater(code, 0);
       return;
     }
@@ -393,45 +347,17 @@ export class NatterClient {
       case "welcome":
         return this.#onWelcome(f);
       case "msg":
-        if (!this.#advance(f.cursor)) return;
-        this.#emit("message", {
-          conv: f.conv,
-          id: f.id,
-          from: f.from,
-          device: f.device,
-          cid: f.cid,
-          text: f.text,
-          ts: f.ts,
-          cursor: f.cursor,
-          ...(f.images !== undefined && f.images.length > 0 ? { images: f.images } : {}),
-        });
-        return;
+        return this.#inbox.message(f);
       case "members":
-        if (!this.#advance(f.cursor)) return;
-        this.#emit("membership", {
-          conv: f.conv,
-          id: f.id,
-          action: f.action,
-          user: f.user,
-          by: f.by,
-          members: f.members,
-          name: f.name,
-          owner: f.owner,
-          ts: f.ts,
-          cursor: f.cursor,
-        });
-        return;
+        return this.#inbox.membership(f);
       case "reset":
-        this.#cursor = f.cursor;
-        this.#saveCursor();
-        this.#emit("reset", { cursor: f.cursor, reason: f.reason });
-        return;
-      case "receipt":
+        return this.#inbox.reset(f);
+      case "receipt": {
         if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
-        if (f.cursor === undefined || !this.#advance(f.cursor)) return;
-        if (f.user === this.user) this.#learnReceipt(f.conv, f.delivered, f.read);
-        this.#emit("receipt", { conv: f.conv, id: f.id, user: f.user, device: f.device ?? "", delivered: f.delivered, read: f.read, ts: f.ts ?? 0, cursor: f.cursor });
+        const cursor = f.cursor;
+        if (cursor !== undefined) this.#inbox.deliver(cursor, "receipt", () => this.#receipts.item(f, cursor));
         return;
+      }
       case "typing":
         if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
         if (typeof f.ttlMs !== "number" || f.ref !== undefined) return;
@@ -441,7 +367,7 @@ export class NatterClient {
         if (this.#awaitsReply(f.ref)) return this.#reply(f.ref, f);
         if (f.ref !== undefined || !Array.isArray(f.users)) return;
         for (const e of f.users) {
-          const entry = this.#notePresence(e);
+          const entry = this.#presence.note(e);
           if (entry !== undefined) this.#emit("presence", entry);
         }
         return;
@@ -456,14 +382,6 @@ export class NatterClient {
         // pong without a ref, and frame types this version does not know: nothing to do.
       }
     }
-  }
-
-  /** Moves the cursor to `cursor` unless the item was already emitted (true when it is new). */
-  #advance(cursor: number): boolean {
-    if (this.#cursor !== undefined && cursor <= this.#cursor) return false;
-    this.#cursor = cursor;
-    this.#saveCursor();
-    return true;
   }
 
   #onWelcome(f: Extract<ServerFrame, { type: "welcome" }>): void {
@@ -482,12 +400,9 @@ export class NatterClient {
     this.#serverError = undefined;
     // Revs are compared within a connection: the app asks for the current state after each welcome,
     // and a server whose presence bucket was recreated counts revs from 1 again.
-    this.#presenceSeen.clear();
-    if (this.#cursor === undefined) {
-      // First connection of this device (or after BAD_CURSOR): delivery starts at the inbox's end.
-      this.#cursor = f.cursor;
-      this.#saveCursor();
-    }
+    this.#presence.clear();
+    // First connection of this device (or after BAD_CURSOR): delivery starts at the inbox's end.
+    this.#inbox.welcomed(f.cursor);
     // A server that tracks presence asks for a frame every heartbeatMs; a ping is one.
     const asked = this.#opts.pingIntervalMs ?? 20_000;
     const interval = f.heartbeatMs !== undefined && f.heartbeatMs > 0 ? (asked > 0 ? Math.min(asked, f.heartbeatMs) : f.heartbeatMs) : asked;
@@ -497,11 +412,7 @@ export class NatterClient {
     }
     const wasReconnect = this.#state === "reconnecting";
     this.#setState("open", { closeCode: wasReconnect ? this.#lastClose : undefined });
-    if (this.#resetReason !== undefined) {
-      const reason = this.#resetReason;
-      this.#resetReason = undefined;
-      this.#emit("reset", { cursor: f.cursor, reason });
-    }
+    this.#inbox.opened(f.cursor);
     const waiters = this.#connectWaiters;
     this.#connectWaiters = [];
     for (const w of waiters) w.resolve();
@@ -528,33 +439,6 @@ export class NatterClient {
   #reply(ref: string, f: ServerFrame): void {
     if (this.#requests.has(ref)) this.#requests.reply(ref, f);
     else this.#outbox.reply(ref, f);
-  }
-
-  // ── cursor ───────────────────────────────────────────────────────────────────────────────
-
-  #cursorKey(): string {
-    return `${this.user}/${this.device}`;
-  }
-
-  /** Writes the newest cursor; writes never overlap, and the last one written is the newest. */
-  #saveCursor(): void {
-    this.#cursorDirty = true;
-    if (this.#cursorWriting) return;
-    this.#cursorWriting = true;
-    void (async () => {
-      try {
-        while (this.#cursorDirty) {
-          this.#cursorDirty = false;
-          const c = this.#cursor;
-          if (c === undefined) continue;
-          await this.#store.set(this.#cursorKey(), c);
-        }
-      } catch (err) {
-        this.#emit("error", new NatterError("INTERNAL", `the cursor store failed: ${(err as Error)?.message ?? String(err)}`, { temporary: true, cause: err }));
-      } finally {
-        this.#cursorWriting = false;
-      }
-    })();
   }
 
   // ── requests ─────────────────────────────────────────────────────────────────────────────
@@ -619,7 +503,7 @@ export class NatterClient {
   async conversations(): Promise<ConversationSummary[]> {
     const f = await this.#requests.request({ type: "convs" });
     if (f.type !== "convs") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to convs`, { temporary: false });
-    for (const c of f.convs) this.#learnReceipt(c.id, c.delivered, c.read);
+    for (const c of f.convs) this.#receipts.learn(c.id, c.delivered, c.read);
     return f.convs;
   }
 
@@ -628,7 +512,7 @@ export class NatterClient {
     const f = await this.#requests.request({ type: "receipts", conv });
     if (f.type !== "receipts") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipts`, { temporary: false });
     const mine = f.receipts.find((r) => r.user === this.user);
-    if (mine !== undefined) this.#learnReceipt(conv, mine.delivered, mine.read);
+    if (mine !== undefined) this.#receipts.learn(conv, mine.delivered, mine.read);
     return f.receipts;
   }
 
@@ -638,53 +522,12 @@ export class NatterClient {
    * merged into one request, and a call already covered sends nothing. Resolves with the state.
    */
   markRead(conv: string, id: number): Promise<ReceiptState> {
-    return this.#mark(conv, { delivered: id, read: id });
+    return this.#receipts.mark(conv, { delivered: id, read: id });
   }
 
   /** Marks every event of `conv` up to `id` delivered to this user (see markRead). */
   markDelivered(conv: string, id: number): Promise<ReceiptState> {
-    return this.#mark(conv, { delivered: id, read: 0 });
-  }
-
-  #markState(conv: string): MarkState {
-    let m = this.#marks.get(conv);
-    if (m === undefined) this.#marks.set(conv, (m = { delivered: 0, read: 0, queue: new Set(), chain: Promise.resolve() }));
-    return m;
-  }
-
-  #learnReceipt(conv: string, delivered: number, read: number): void {
-    const m = this.#markState(conv);
-    m.read = Math.max(m.read, read);
-    m.delivered = Math.max(m.delivered, delivered, m.read);
-  }
-
-  #mark(conv: string, want: { delivered: number; read: number }): Promise<ReceiptState> {
-    if (this.#state === "closed") return Promise.reject(closedError());
-    const m = this.#markState(conv);
-    m.queue.add(want);
-    const run = async (): Promise<ReceiptState> => {
-      try {
-        let read = 0;
-        let delivered = 0;
-        for (const q of m.queue) {
-          read = Math.max(read, q.read);
-          delivered = Math.max(delivered, q.delivered, q.read);
-        }
-        const frame: RequestFrame = { type: "receipt", conv };
-        if (read > m.read) frame.read = read;
-        if (delivered > Math.max(m.delivered, read)) frame.delivered = delivered;
-        if (frame.read === undefined && frame.delivered === undefined) return { user: this.user, delivered: m.delivered, read: m.read };
-        const f = await this.#requests.request(frame);
-        if (f.type !== "receipt") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to receipt`, { temporary: false });
-        this.#learnReceipt(conv, f.delivered, f.read);
-        return { user: this.user, delivered: m.delivered, read: m.read };
-      } finally {
-        m.queue.delete(want);
-      }
-    };
-    const p = m.chain.then(run, run);
-    m.chain = p.catch(() => undefined);
-    return p;
+    return this.#receipts.mark(conv, { delivered: id, read: 0 });
   }
 
   /**
@@ -693,18 +536,7 @@ export class NatterClient {
    * ephemeral: never queued, never stored). The others show it for the server's `ttlMs` (5 s).
    */
   async typing(conv: string): Promise<void> {
-    const now = Date.now();
-    const last = this.#typingSent.get(conv);
-    if ((last !== undefined && now - last < TYPING_RESEND_MS) || this.#state !== "open") return;
-    this.#typingSent.set(conv, now);
-    try {
-      await this.#requests.request({ type: "typing", conv });
-    } catch (err) {
-      // Ephemeral: a signal lost to a rate limit, a disconnect or close() matters to no one, and
-      // callers fire it on every keystroke without awaiting.
-      if (err instanceof NatterError && (err.code === "RATE_LIMITED" || err.code === "DISCONNECTED" || err.code === "CLOSED")) return;
-      throw err;
-    }
+    return this.#typing.typing(conv);
   }
 
   // ── presence, push ───────────────────────────────────────────────────────────────────────
@@ -721,16 +553,7 @@ export class NatterClient {
     const frame: RequestFrame = "conv" in query ? { type: "presence", conv: query.conv } : { type: "presence", users: [...query.users] };
     const f = await this.#requests.request(frame);
     if (f.type !== "presence") throw new NatterError("INTERNAL", `unexpected reply ${f.type} to presence`, { temporary: false });
-    return f.users.map((e) => this.#notePresence(e) ?? this.#presenceSeen.get(e.user)!);
-  }
-
-  /** Keeps `e` if it is not older than the entry held for its user: the entry, or undefined when stale. */
-  #notePresence(e: PresenceEntry): PresenceEntry | undefined {
-    const held = this.#presenceSeen.get(e.user);
-    if (held !== undefined && e.rev < held.rev) return undefined;
-    const entry: PresenceEntry = { user: e.user, online: e.online, ...(e.lastSeen !== undefined ? { lastSeen: e.lastSeen } : {}), rev: e.rev };
-    this.#presenceSeen.set(e.user, entry);
-    return entry;
+    return f.users.map((e) => this.#presence.newest(e));
   }
 
   /**
@@ -764,45 +587,12 @@ export class NatterClient {
    * (IMAGE_TYPE_REFUSED, IMAGE_TOO_LARGE, …). An upload never attached is removed after a while.
    */
   async uploadImage(data: Blob | ArrayBuffer | Uint8Array, contentType?: string): Promise<ImageRef> {
-    const type = contentType ?? (typeof Blob !== "undefined" && data instanceof Blob ? data.type : "");
-    const res = await this.#http("/images", { method: "POST", body: data as BodyInit, headers: type !== "" ? { "content-type": type } : {} });
-    const body = (await res.json().catch(() => undefined)) as { image?: ImageRef } | undefined;
-    if (body?.image === undefined) throw new NatterError("INTERNAL", "POST /images: no image in the answer", { temporary: false });
-    return body.image;
+    return this.#http.uploadImage(data, contentType);
   }
 
   /** An image's bytes (`thumb`: its thumbnail), if this user may see it; IMAGE_NOT_FOUND otherwise. */
   async fetchImage(id: string, variant: "full" | "thumb" = "full"): Promise<Blob> {
-    const res = await this.#http(`/images/${encodeURIComponent(id)}/${variant}`, { method: "GET" });
-    return res.blob();
-  }
-
-  /** An HTTP request to the edge with this user's token (refreshed once when refused); typed errors. */
-  async #http(path: string, init: RequestInit): Promise<Response> {
-    if (this.#state === "closed") throw closedError();
-    const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
-    const url = new URL(path, toHttpUrl(raw));
-    const provider = this.#opts.token;
-    const tokenFor = async (reason: "connect" | "refresh") => (typeof provider === "function" ? provider(reason) : provider);
-    let token = this.#httpToken ?? (await tokenFor("connect"));
-    const request = (t: string) => fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${t}` } });
-    let res: Response;
-    try {
-      res = await request(token);
-      if (res.status === 401 && typeof provider === "function") {
-        await res.body?.cancel();
-        token = await tokenFor("refresh");
-        res = await request(token);
-      }
-    } catch (err) {
-      throw new NatterError("UNAVAILABLE", `${init.method ?? "GET"} ${url.pathname}: ${(err as Error)?.message ?? String(err)}`, { temporary: true, cause: err });
-    }
-    this.#httpToken = token;
-    if (res.ok) return res;
-    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string; temporary?: boolean } };
-    throw new NatterError(body.error?.code ?? (res.status === 404 ? "IMAGE_NOT_FOUND" : "UNAVAILABLE"), `${init.method ?? "GET"} ${url.pathname}: ${body.error?.message ?? `HTTP ${res.status}`}`, {
-      temporary: body.error?.temporary ?? res.status >= 500,
-    });
+    return this.#http.fetchImage(id, variant);
   }
 
   // ── sends ────────────────────────────────────────────────────────────────────────────────

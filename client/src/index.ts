@@ -1,5 +1,5 @@
 // @natter/client: the whole public surface of the SDK.
-export { NatterClient, type PushRegistration, type WebPushSubscriptionLike } from "./client.js";
+export { NatterClient } from "./client.js";
 export { closeAction } from "./connection.js";
 export {
   type ChatMessage,
@@ -15,6 +15,7 @@ export {
 } from "./events.js";
 export { type NatterClientOptions, type TokenProvider, type WebSocketConstructor, type WebSocketLike } from "./options.js";
 export { type SendResult } from "./outbox.js";
+export { type PushRegistration, type WebPushSubscriptionLike } from "./push.js";
 export { MemoryCursorStore, LocalStorageCursorStore, type CursorStore, type StorageLike } from "./cursor-store.js";
 export { NatterError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
