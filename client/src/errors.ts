@@ -72,3 +72,13 @@ export class NatterError extends Error {
     this.closeCode = opts.closeCode;
   }
 }
+
+/** A server's error frame as the NatterError a caller gets. */
+export function errorFromFrame(f: { code: string; message: string; temporary: boolean }): NatterError {
+  return new NatterError(f.code, f.message, { temporary: f.temporary });
+}
+
+/** What anything asked of a closed client rejects with. */
+export function closedError(): NatterError {
+  return new NatterError("CLOSED", "the client is closed", { temporary: false });
+}
