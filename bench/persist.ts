@@ -19,7 +19,7 @@ import { loadConfig, type CassandraStoreConfig } from "../config/index.ts";
 import { silentLogger } from "../core/logger.ts";
 import { bucketOf, CassandraMessageStore, migrateCassandra, Persister } from "../persistence/index.ts";
 import { conversationSubject, encodeJson, ensureTopology, topologyOf, type Topology } from "../nats/index.ts";
-import { type ConversationMessage } from "../streams/index.ts";
+import type { ConversationMessage } from "../streams/index.ts";
 import { findReusableCassandra, launchCassandra } from "../test/harness/cassandra.ts";
 import { startNats } from "../test/harness/nats.ts";
 

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
 }
 
 async function start(cfg: Config, log: Logger): Promise<void> {
-  let node;
+  let node: Awaited<ReturnType<typeof startNatter>>;
   try {
     node = await startNatter(cfg, log);
   } catch (err) {

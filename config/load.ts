@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { z } from "zod";
+import type { z } from "zod";
 import { NatterError } from "../core/errors.ts";
 import { ConfigSchema, type Config } from "./schema.ts";
 

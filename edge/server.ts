@@ -9,7 +9,7 @@ import type { EdgeConfig } from "../config/index.ts";
 import { NatterError, asNatterError } from "../core/errors.ts";
 import { MistakeLog, type Logger } from "../core/logger.ts";
 import type { EdgeRegistration, EdgeRegistry } from "../presence/index.ts";
-import { type Topology } from "../nats/index.ts";
+import type { Topology } from "../nats/index.ts";
 import type { ConversationDirectory, Receipts } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { TokenSettings } from "./auth.ts";

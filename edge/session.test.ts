@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../config/index.ts";
 import { MistakeLog, silentLogger } from "../core/logger.ts";
 import { encodeJson } from "../nats/index.ts";
-import { type InboxEntry, type InboxItem } from "../streams/index.ts";
+import type { InboxEntry, InboxItem } from "../streams/index.ts";
 import { mintToken, type TokenSettings } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
 import { DeviceSession, type SessionSocket } from "./session.ts";

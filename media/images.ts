@@ -247,7 +247,7 @@ export class ImageService {
     if (shared.owner === user) return shared.image;
     for (let i = 0; i < shared.convs.length; i += MEMBERSHIP_BATCH) {
       const convs = await Promise.all(shared.convs.slice(i, i + MEMBERSHIP_BATCH).map((c) => this.#d.directory.get(c)));
-      if (convs.some((c) => c !== null && c.members.includes(user))) return shared.image;
+      if (convs.some((c) => c?.members.includes(user))) return shared.image;
     }
     return null;
   }

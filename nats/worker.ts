@@ -52,6 +52,7 @@ export interface WorkerSpec<T> {
   /** Deliveries with one key are handled in stream order, one batch at a time. Absent: each stands alone. */
   key?(value: T): string;
   /** Handles a batch: resolve when every effect is durable (all acked), or give an outcome per delivery. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: resolving with nothing (any async function) means every delivery succeeded
   handle(batch: readonly Delivery<T>[]): Promise<void | readonly Outcome[]>;
   /** A thrown error: retried with backoff unless this says otherwise. */
   failed?(err: unknown, batch: readonly Delivery<T>[]): FailureDecision;

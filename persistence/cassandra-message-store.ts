@@ -164,7 +164,10 @@ export class CassandraMessageStore implements MessageStore, ImageIndex {
       const key = `${m.conv}\n${bucket}`;
       if (!this.#knownBuckets.has(key)) newBuckets.set(key, [m.conv, bucket]);
       let rows = partitions.get(key);
-      if (!rows) partitions.set(key, (rows = []));
+      if (!rows) {
+        rows = [];
+        partitions.set(key, rows);
+      }
       rows.push([
         m.conv,
         bucket,

@@ -78,6 +78,7 @@ export class Persister {
     return { ...this.#stats, deadLettered: this.#worker.stats.deadLettered };
   }
 
+  // biome-ignore lint/suspicious/noConfusingVoidType: nothing means the whole batch was written
   async #write(batch: readonly Delivery<StoredMessage>[]): Promise<void | Outcome[]> {
     const { store, log, metrics } = this.#deps;
     const t0 = performance.now();

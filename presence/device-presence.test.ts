@@ -153,7 +153,10 @@ describe("DevicePresence write rule", () => {
     const ttl = 2000;
     let now = 0;
     let seed = first;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     // Writes take 0–300 ms (a busy edge and NATS); the TTL counts from when the write landed.
     const inFlight: { at: number; land: () => void }[] = [];
     const landed: { at: number; ttlMs: number }[] = [];
@@ -178,7 +181,10 @@ describe("DevicePresence write rule", () => {
     let beats = 0;
     for (now = 1; now <= 60_000; now++) {
       const due = inFlight.filter((w) => w.at <= now);
-      for (const w of due) inFlight.splice(inFlight.indexOf(w), 1), w.land();
+      for (const w of due) {
+        inFlight.splice(inFlight.indexOf(w), 1);
+        w.land();
+      }
       for (let k = 0; k < 4; k++) await Promise.resolve(); // the edge's continuations run
       // Heartbeats every ttl/3 (666 ms), each up to 250 ms late or early.
       if (now >= nextBeat) {

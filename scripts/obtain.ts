@@ -369,7 +369,7 @@ export function parseTools(args: readonly string[]): ToolName[] {
   if (args.length === 0) return [...ALL_TOOLS];
   const picked = new Set<ToolName>();
   for (const arg of args) {
-    if (arg === "all") ALL_TOOLS.forEach((t) => picked.add(t));
+    if (arg === "all") for (const t of ALL_TOOLS) picked.add(t);
     else if ((ALL_TOOLS as readonly string[]).includes(arg)) picked.add(arg as ToolName);
     else throw new ObtainError(`unknown tool ${JSON.stringify(arg)}: expected all, ${ALL_TOOLS.join(", ")}`);
   }

@@ -108,7 +108,7 @@ export class ConversationDirectory {
   /** The conversation, if `userId` is a member; otherwise NOT_MEMBER (also when it does not exist). */
   async requireMember(id: string, userId: string): Promise<Conversation> {
     const conv = await this.get(id);
-    if (!conv || !conv.members.includes(userId)) throw new NatterError("NOT_MEMBER");
+    if (!conv?.members.includes(userId)) throw new NatterError("NOT_MEMBER");
     return conv;
   }
 
@@ -209,7 +209,7 @@ export class ConversationDirectory {
     const now = await this.get(id);
     if (now?.kind === "group" && now.members.includes(by) && !now.members.includes(userId)) await this.#checkRoom([userId]);
     return this.#change(id, (c) => {
-      if (!c || !c.members.includes(by)) throw new NatterError("NOT_MEMBER");
+      if (!c?.members.includes(by)) throw new NatterError("NOT_MEMBER");
       if (c.kind !== "group") throw new NatterError("NOT_A_GROUP");
       if (c.members.includes(userId)) return c;
       if (c.members.length >= MAX_GROUP_MEMBERS) throw new NatterError("GROUP_FULL", `a group holds at most ${MAX_GROUP_MEMBERS} members`);
@@ -221,7 +221,7 @@ export class ConversationDirectory {
   async removeMember(id: string, by: string, userId: string): Promise<Conversation> {
     checkId("user id", userId);
     return this.#change(id, (c) => {
-      if (!c || !c.members.includes(by)) throw new NatterError("NOT_MEMBER");
+      if (!c?.members.includes(by)) throw new NatterError("NOT_MEMBER");
       if (c.kind !== "group") throw new NatterError("NOT_A_GROUP");
       if (by !== userId && c.owner !== by) throw new NatterError("FORBIDDEN", "only the owner removes other members");
       if (!c.members.includes(userId)) return c;

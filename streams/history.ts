@@ -37,7 +37,7 @@ export async function streamEvents(
   const out: StreamEvent[] = [];
   let frontier = beforeId - 1;
   for (const subject of [conversationSubject(t, convId), membershipSubject(t, convId)]) {
-    let it;
+    let it: AsyncIterable<StoredMsg>;
     try {
       it = await jsm.direct.getBatch(stream, { seq: afterId + 1, next_by_subj: subject, batch: max });
     } catch (err) {
@@ -47,7 +47,7 @@ export async function streamEvents(
     let read = 0;
     let last = afterId;
     try {
-      for await (const sm of it as AsyncIterable<StoredMsg>) {
+      for await (const sm of it) {
         if (sm.seq >= beforeId) break;
         read++;
         last = sm.seq;

@@ -1,5 +1,5 @@
 // Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { decodeJson, inboxShard, inboxStreamOf, inboxSubject, isNotFound, names, type Topology } from "../nats/index.ts";
 import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
@@ -60,7 +60,7 @@ export async function* readInbox(
   let next = afterSeq + 1;
   while (next <= untilSeq) {
     let got = 0;
-    let it;
+    let it: AsyncIterable<StoredMsg>;
     try {
       it = await jsm.direct.getBatch(stream, { seq: next, next_by_subj: subject, batch });
     } catch (err) {

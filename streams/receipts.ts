@@ -131,7 +131,7 @@ export class Receipts {
     return compareAndSet(async () => {
       const last = await this.#lastOf(stream, [msgSubject, memberSubject, subject]);
       const membership = parse(MembershipEventSchema, last.get(memberSubject));
-      if (!membership || !membership.members.includes(user)) throw new NatterError("NOT_MEMBER");
+      if (!membership?.members.includes(user)) throw new NatterError("NOT_MEMBER");
       const lastId = Math.max(last.get(msgSubject)?.seq ?? 0, last.get(memberSubject)?.seq ?? 0);
       // A replica answering direct gets may lag the leader: check there before refusing.
       if (wantDelivered > lastId && wantDelivered > (await this.#lastIdOnLeader(stream, [msgSubject, memberSubject]))) {
@@ -161,7 +161,7 @@ export class Receipts {
     const stream = conversationStreamOf(this.#t, conv);
     const memberSubject = membershipSubject(this.#t, conv);
     const membership = parse(MembershipEventSchema, (await this.#lastOf(stream, [memberSubject])).get(memberSubject));
-    if (!membership || !membership.members.includes(user)) throw new NatterError("NOT_MEMBER");
+    if (!membership?.members.includes(user)) throw new NatterError("NOT_MEMBER");
     // Current members' subjects by name (≤ 100), not the wildcard: former members' would count too.
     const [last, durable] = await Promise.all([
       this.#lastOf(stream, membership.members.map((m) => receiptSubject(this.#t, conv, m))),
@@ -195,7 +195,7 @@ export class Receipts {
     for (const [conv, entry] of entries) {
       const membership: MembershipEvent | undefined = parse(MembershipEventSchema, last.get(membershipSubject(this.#t, conv)));
       // Not (or no longer) a member as the stream says: the index follows within the fan-out's lag.
-      if (!membership || !membership.members.includes(user)) continue;
+      if (!membership?.members.includes(user)) continue;
       const lastMsg = last.get(conversationSubject(this.#t, conv));
       const msg = parse(ConversationMessageSchema, lastMsg);
       const receipt = parse(ReceiptEventSchema, last.get(receiptSubject(this.#t, conv, user)));

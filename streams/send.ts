@@ -4,7 +4,7 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { NatterError } from "../core/errors.ts";
 import { conversationSubject, encodeJson, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
-import { type ConversationMessage, type ImageRef } from "./messages.ts";
+import type { ConversationMessage, ImageRef } from "./messages.ts";
 
 export interface SendInput {
   conv: string;

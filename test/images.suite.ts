@@ -11,7 +11,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { WebSocket } from "ws";
 import { NatterClient } from "../client/src/index.js";
 import { kvKeySubject, names } from "../nats/index.ts";
-import { type ImageRef } from "../streams/index.ts";
+import type { ImageRef } from "../streams/index.ts";
 import { hasGps, makeImage, pngBomb, SVG, truncated, type TestImageType } from "./support/images.ts";
 import type { NodeHandle } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";
@@ -207,7 +207,9 @@ export function imageSuite(o: ImageSuiteOptions): void {
       const [bob, dave, alicet] = await Promise.all(["bob", "dave", "alice"].map((u) => o.node.token(u)));
       const status = async (token: string | undefined, id: string, variant: "full" | "thumb") => {
         const res = await fetchAs(token, id, variant);
-        const body = res.headers.get("content-type")?.startsWith("application/json") ? ((await res.json()) as HttpAnswer["body"]) : (await res.arrayBuffer(), {});
+        const json = res.headers.get("content-type")?.startsWith("application/json") ?? false;
+        const body = json ? ((await res.json()) as HttpAnswer["body"]) : {};
+        if (!json) await res.arrayBuffer();
         return [res.status, body.error?.code ?? "ok"];
       };
       for (const variant of ["full", "thumb"] as const) {

@@ -10,7 +10,7 @@ import { loadConfig, REPO_ROOT, type CassandraStoreConfig } from "../config/inde
 import { silentLogger } from "../core/logger.ts";
 import { CassandraMessageStore, migrateCassandra, Persister, type StoredMessage } from "../persistence/index.ts";
 import { conversationSubject, DEAD_HEADERS, encodeJson, ensureTopology, names, topologyOf } from "../nats/index.ts";
-import { type ConversationMessage } from "../streams/index.ts";
+import type { ConversationMessage } from "../streams/index.ts";
 import { launchCassandra, useKeyspace } from "./harness/cassandra.ts";
 import { useNats } from "./harness/nats.ts";
 import { freePorts, recordProcess } from "./harness/processes.ts";

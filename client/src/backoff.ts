@@ -15,6 +15,6 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random:
   const initial = opts.initialMs ?? 250;
   const max = opts.maxMs ?? 30_000;
   const factor = opts.factor ?? 2;
-  const base = Math.min(max, initial * Math.pow(factor, Math.max(0, attempt)));
+  const base = Math.min(max, initial * factor ** Math.max(0, attempt));
   return Math.round(base / 2 + random() * (base / 2));
 }

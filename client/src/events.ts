@@ -126,7 +126,10 @@ export class Emitter {
 
   on<K extends NatterEventName>(type: K, listener: Listener<K>): void {
     let set = this.#listeners.get(type);
-    if (set === undefined) this.#listeners.set(type, (set = new Set()));
+    if (set === undefined) {
+      set = new Set();
+      this.#listeners.set(type, set);
+    }
     set.add(listener as (e: never) => void);
   }
 

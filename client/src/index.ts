@@ -1,21 +1,21 @@
 // @natter/client: the whole public surface of the SDK.
 export { NatterClient } from "./client.js";
 export { closeAction } from "./connection.js";
-export {
-  type ChatMessage,
-  type ConnectionState,
-  type Listener,
-  type MembershipChange,
-  type NatterEventName,
-  type NatterEvents,
-  type ReceiptEvent,
-  type ResetNotice,
-  type StateChange,
-  type TypingEvent,
+export type {
+  ChatMessage,
+  ConnectionState,
+  Listener,
+  MembershipChange,
+  NatterEventName,
+  NatterEvents,
+  ReceiptEvent,
+  ResetNotice,
+  StateChange,
+  TypingEvent,
 } from "./events.js";
-export { type NatterClientOptions, type TokenProvider, type WebSocketConstructor, type WebSocketLike } from "./options.js";
-export { type SendResult } from "./outbox.js";
-export { type PushRegistration, type WebPushSubscriptionLike } from "./push.js";
+export type { NatterClientOptions, TokenProvider, WebSocketConstructor, WebSocketLike } from "./options.js";
+export type { SendResult } from "./outbox.js";
+export type { PushRegistration, WebPushSubscriptionLike } from "./push.js";
 export { MemoryCursorStore, LocalStorageCursorStore, type CursorStore, type StorageLike } from "./cursor-store.js";
 export { NatterError, SERVER_ERROR_CODES, CLIENT_ERROR_CODES, type ErrorCode, type ServerErrorCode, type ClientErrorCode } from "./errors.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";

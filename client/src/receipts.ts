@@ -72,7 +72,10 @@ export class Receipts {
 
   #state(conv: string): MarkState {
     let m = this.#marks.get(conv);
-    if (m === undefined) this.#marks.set(conv, (m = { delivered: 0, read: 0, queue: new Set(), chain: Promise.resolve() }));
+    if (m === undefined) {
+      m = { delivered: 0, read: 0, queue: new Set(), chain: Promise.resolve() };
+      this.#marks.set(conv, m);
+    }
     return m;
   }
 }

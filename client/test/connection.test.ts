@@ -88,8 +88,14 @@ describe("connection", () => {
     const urls: string[] = [];
     const reasons: string[] = [];
     const { conn, socket, welcome, told, states } = connection({
-      url: () => (urls.push("asked"), urls.length === 1 ? "http://a.test" : "https://b.test"),
-      token: (reason) => (reasons.push(reason), `tok${reasons.length}`),
+      url: () => {
+        urls.push("asked");
+        return urls.length === 1 ? "http://a.test" : "https://b.test";
+      },
+      token: (reason) => {
+        reasons.push(reason);
+        return `tok${reasons.length}`;
+      },
     });
     const connected = conn.connect();
     await welcome();
@@ -170,7 +176,12 @@ describe("connection", () => {
 
   it("a refused token (4401): asks the provider for a fresh one and reconnects at once; refused again, stops with UNAUTHENTICATED", async () => {
     const reasons: string[] = [];
-    const { conn, socket, told, states } = connection({ token: (reason) => (reasons.push(reason), "tok") });
+    const { conn, socket, told, states } = connection({
+      token: (reason) => {
+        reasons.push(reason);
+        return "tok";
+      },
+    });
     const connected = conn.connect();
     await vi.advanceTimersByTimeAsync(0);
     socket().serverCloses(4401);

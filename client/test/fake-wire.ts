@@ -35,7 +35,8 @@ export class FakeWire implements Wire {
   }
   welcome(): RecordingSocket {
     this.state = "open";
-    return (this.socket = new RecordingSocket());
+    this.socket = new RecordingSocket();
+    return this.socket;
   }
   drop(): void {
     this.state = "reconnecting";

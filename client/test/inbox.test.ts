@@ -37,7 +37,10 @@ class SlowStore implements CursorStore {
 function inbox(store: CursorStore): { inbox: Inbox; seen: { [K in keyof NatterEvents]?: NatterEvents[K][] } } {
   const events = new Emitter();
   const seen: { [K in keyof NatterEvents]?: NatterEvents[K][] } = {};
-  for (const type of ["message", "reset", "error"] as const) events.on(type, (e) => ((seen[type] ??= []) as unknown[]).push(e));
+  for (const type of ["message", "reset", "error"] as const) events.on(type, (e) => {
+    seen[type] ??= [];
+    (seen[type] as unknown[]).push(e);
+  });
   return { inbox: new Inbox(store, "u/d", events), seen };
 }
 

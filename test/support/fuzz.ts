@@ -47,6 +47,7 @@ export const HELLO_SCHEMA = z.toJSONSchema(HelloFrame, { io: "input" }) as Schem
 
 /** Inserted into every string a mutation makes up: an error message must never contain it. */
 export const MARKER = "zqx";
+// biome-ignore lint/suspicious/noTemplateCurlyInString: a template placeholder is one of the nasty strings, on purpose
 const NASTY = ["\u0000", "\u001b[31m", "\u202e", "\ud800", "\udfff", "\n", "\\", '"', "%s", "${x}", "<script>", "\u2028", "👋"];
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 

@@ -33,7 +33,7 @@ export class TestClient {
   }
 
   static async open(url: string): Promise<TestClient> {
-    const ws = new WebSocket(url.replace(/^http/, "ws") + "/ws");
+    const ws = new WebSocket(`${url.replace(/^http/, "ws")}/ws`);
     const client = new TestClient(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once("open", () => resolve());
