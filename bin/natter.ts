@@ -2,8 +2,7 @@
 // natter's command line: the only place that handles signals and exits.
 import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import { createLogger, type Logger } from "../core/logger.ts";
+import { createLogger, type Logger, NatterError } from "../core/index.ts";
 import { mintToken } from "../edge/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
 import { startNatter, tokenSettings } from "../runtime/index.ts";
@@ -97,7 +96,17 @@ async function main(): Promise<void> {
 async function start(cfg: Config, log: Logger): Promise<void> {
   let node: Awaited<ReturnType<typeof startNatter>>;
   try {
-    node = await startNatter(cfg, log);
+    node = await startNatter(cfg, log, {
+      // A part that died for good (the workers' thread): stop the rest and exit non-zero, so a
+      // supervisor restarts the whole process.
+      onFailure: (err) => {
+        log.fatal({ err }, err.message);
+        void node
+          .close()
+          .catch(() => undefined)
+          .finally(() => process.exit(1));
+      },
+    });
   } catch (err) {
     fail(log, err);
   }

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { ConfigSchema, type Config } from "./schema.ts";
 
 /** NATTER_* variables that are not settings. */

@@ -214,8 +214,13 @@ export const ImagesSchema = z.strictObject({
 });
 
 export const WorkersSchema = z.strictObject({
-  /** Run the fan-out and persister workers in this process. */
+  /** Run the workers (fan-out, persister, push, presence, sweeper) in this process. */
   enabled: bool().default(true),
+  /**
+   * With an edge in the same process, run the workers in a worker thread (own NATS connection and
+   * store handle), so the edge's event loop and the workers' each get a core. false: one thread.
+   */
+  thread: bool().default(true),
   /** The workers' HTTP port: GET /metrics (Prometheus), /healthz, /readyz. 0 picks a free port. */
   httpHost: z.string().default("127.0.0.1"),
   httpPort: int(0, 65535).default(9090),

@@ -1,8 +1,7 @@
 // Tokens: HS256 JWTs whose subject is the user id. `natter token` and POST /dev/token mint them
 // for development; production deployments mint them in their own login service with the same secret.
 import { SignJWT, jwtVerify } from "jose";
-import { NatterError } from "../core/errors.ts";
-import { isValidId } from "../core/ids.ts";
+import { isValidId, NatterError } from "../core/index.ts";
 
 export interface TokenSettings {
   secret: string;

@@ -4,7 +4,7 @@
 // Next to it, when presence is on, a subscription to the user's presence subject: contacts'
 // presence changes (ephemeral, core NATS only).
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import type { Logger } from "../core/logger.ts";
+import type { Logger } from "../core/index.ts";
 import { parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
 import { deliverySubject, presenceSubject, type Topology } from "../nats/index.ts";
 
@@ -14,7 +14,7 @@ export interface LiveItem {
   prev: number;
   data: Uint8Array;
   /** The device frame, encoded by the first session that delivers it and reused by the others. */
-  frame?: string;
+  frame?: Buffer;
 }
 
 type Listener = (item: LiveItem) => void;

@@ -1,6 +1,6 @@
 // The frames a device receives for its inbox items: built from a stored entry (replay, gap fill),
 // or spliced from a live item's bytes (the hot path: one encoding per item for all devices).
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { parseInboxEntry, type InboxEntry } from "../streams/index.ts";
 import type { ServerFrame } from "./protocol.ts";
 
@@ -20,17 +20,19 @@ export function inboxFrame(seq: number, e: InboxEntry): ServerFrame {
   }
 }
 
-const MSG_ENTRY_PREFIX = '{"v":1,"type":"msg",';
-const utf8 = new TextDecoder();
+const MSG_ENTRY_PREFIX = Buffer.from('{"v":1,"type":"msg",');
 
 /**
- * The device frame of a live inbox item. A text message's frame is its inbox entry without `v`
- * and with the cursor, so it is spliced as text instead of parsed, validated and re-encoded for
- * every connected user (the fan-out wrote the entry from a validated event; edge/frames.test.ts
- * checks both paths give the same frame). Anything else takes the parsing path.
+ * The device frame of a live inbox item, as the bytes of a text frame. A text message's frame is
+ * its inbox entry without `v` and with the cursor, so it is spliced from the stored bytes instead
+ * of decoded, parsed, validated and re-encoded for every connected user (the fan-out wrote the
+ * entry from a validated event; edge/frames.test.ts checks both paths give the same frame), and
+ * the one buffer is sent to every device. Anything else takes the parsing path.
  */
-export function liveFrame(seq: number, data: Uint8Array): string {
-  const text = utf8.decode(data);
-  if (text.startsWith(MSG_ENTRY_PREFIX)) return `{"type":"msg","cursor":${seq},${text.slice(MSG_ENTRY_PREFIX.length)}`;
-  return JSON.stringify(inboxFrame(seq, parseInboxEntry(data)));
+export function liveFrame(seq: number, data: Uint8Array): Buffer {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (bytes.length > MSG_ENTRY_PREFIX.length && bytes.subarray(0, MSG_ENTRY_PREFIX.length).equals(MSG_ENTRY_PREFIX)) {
+    return Buffer.concat([Buffer.from(`{"type":"msg","cursor":${seq},`), bytes.subarray(MSG_ENTRY_PREFIX.length)]);
+  }
+  return Buffer.from(JSON.stringify(inboxFrame(seq, parseInboxEntry(data))));
 }

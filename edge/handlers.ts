@@ -3,7 +3,7 @@
 // frame itself (membership, ownership, contacts), asks the socket's limits before doing work,
 // and answers with exactly one reply or throws a typed error (the session sends it). A new frame
 // type is a schema in protocol.ts and an entry in FRAME_HANDLERS: the map's type makes it total.
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import type { Conversation, ImageRef } from "../streams/index.ts";
 import type { SocketLimits } from "./limits.ts";
 import { TYPING_TTL_MS, type ClientFrame, type ServerFrame } from "./protocol.ts";

@@ -3,7 +3,7 @@
 // which the socket is closed (4429); typing signals are limited per conversation. Handlers ask
 // here before they do work; a refusal is a typed, temporary RATE_LIMITED.
 import type { EdgeConfig } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { TYPING_INTERVAL_MS } from "./protocol.ts";
 
 /** A token bucket: `perSecond` refill, at most `burst` saved up. */

@@ -1,8 +1,7 @@
 // The WebSocket protocol, version 1 (docs/protocol.md). Frames are JSON objects with a `type`.
 // Client frames are validated here; ids are checked before they can reach a subject.
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
-import { ID_PATTERN } from "../core/ids.ts";
+import { ID_PATTERN, NatterError } from "../core/index.ts";
 import type { ChatRecord, ImageRef } from "../streams/index.ts";
 
 export const PROTOCOL_VERSION = 1;

@@ -1,7 +1,7 @@
 // What a device session needs from the rest of natter, as small interfaces: the edge wires real
 // ones (server.ts), the session's unit tests fake them. Nothing here reaches NATS by itself.
 import type { EdgeConfig } from "../config/index.ts";
-import type { Logger, MistakeLog } from "../core/logger.ts";
+import type { Logger, MistakeLog } from "../core/index.ts";
 import type { DevicePresence } from "../presence/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { ConversationDirectory, InboxBounds, InboxItem, Receipts, SendInput, SendResult } from "../streams/index.ts";

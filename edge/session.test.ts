@@ -94,9 +94,9 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
   return { ws, inbox, feeds, session };
 }
 
+/** Waits for `cond` (the token check is real crypto: its first use takes a while); 5 s is only a safety net. */
 const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  expect(cond()).toBe(true);
+  await expect.poll(cond, { timeout: 5000, interval: 1 }).toBe(true);
 };
 
 async function hello(ws: FakeSocket, cursor?: number) {

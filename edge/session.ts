@@ -9,8 +9,7 @@
 // States: hello (waiting for the first frame) → starting (token verified, catching up; frames
 // that arrive wait) → live → closed. Nothing a client sends runs before the session is live.
 import type { WebSocket, RawData } from "ws";
-import { CLOSE, NatterError, asNatterError, type CloseKind } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { asNatterError, CLOSE, type CloseKind, type Logger, NatterError } from "../core/index.ts";
 import type { DeviceHandle } from "../presence/index.ts";
 import type { InboxEntry } from "../streams/index.ts";
 import { verifyToken } from "./auth.ts";
@@ -98,7 +97,8 @@ export class DeviceSession implements FrameContext {
     this.#sendText(JSON.stringify(frame));
   }
 
-  #sendText(text: string): boolean {
+  /** Sends one text frame (a string, or its UTF-8 bytes); false when the socket is gone or too slow. */
+  #sendText(text: string | Buffer): boolean {
     if (this.#state === "closed") return false;
     // What this turn of the event loop wrote is held back by the cork, not by a slow reader.
     const buffered = this.#ws.bufferedAmount - this.#corkedBytes;
@@ -107,8 +107,9 @@ export class DeviceSession implements FrameContext {
       this.close("SLOW_CONSUMER");
       return false;
     }
-    if (this.#cork()) this.#corkedBytes += Buffer.byteLength(text);
-    this.#ws.send(text);
+    if (this.#cork()) this.#corkedBytes += typeof text === "string" ? Buffer.byteLength(text) : text.length;
+    if (typeof text === "string") this.#ws.send(text);
+    else this.#ws.send(text, { binary: false });
     return true;
   }
 

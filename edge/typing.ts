@@ -5,7 +5,7 @@
 // per signal; a device sends at most one per conversation every TYPING_INTERVAL_MS.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import type { Logger } from "../core/logger.ts";
+import type { Logger } from "../core/index.ts";
 import { decodeJson, encodeJson, typingSubject, type Topology } from "../nats/index.ts";
 
 export const TypingSignalSchema = z.object({

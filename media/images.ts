@@ -17,15 +17,11 @@ import type { Readable } from "node:stream";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { z } from "zod";
 import type { ImagesConfig } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import type { BlobStore } from "../persistence/blob-store.ts";
-import { MAX_IMAGE_SHARES, type ImageIndex } from "../persistence/image-index.ts";
-import type { ConversationDirectory } from "../streams/conversations.ts";
+import { type Logger, NatterError, Semaphore } from "../core/index.ts";
+import { type BlobStore, type ImageIndex, MAX_IMAGE_SHARES } from "../persistence/index.ts";
+import { type ConversationDirectory, type ImageRef, ImageRefSchema } from "../streams/index.ts";
 import { decodeJson, encodeJson, isNotFound, isWrongLastSequence, names, uploadKeySubject } from "../nats/index.ts";
-import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
 import { disableImageCache, processImage } from "./process.ts";
-import { Semaphore } from "../core/semaphore.ts";
 
 export type ImageVariant = "full" | "thumb";
 export const IMAGE_VARIANTS: readonly ImageVariant[] = ["full", "thumb"];

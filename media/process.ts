@@ -4,7 +4,7 @@
 // metadata (EXIF with its GPS position, XMP, comments), re-encoded in its own format, and a
 // thumbnail is made. Nothing here stores anything: a failure leaves nothing behind.
 import sharp, { type FormatEnum, type Metadata, type Sharp, type SharpOptions } from "sharp";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 export const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"] as const;
 export type ImageType = (typeof IMAGE_TYPES)[number];

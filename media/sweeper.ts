@@ -5,10 +5,8 @@
 // the bucket or the blob store, whatever their size. An attach renews the record with
 // compare-and-set before it writes the index, so an upload is either attached or swept, never both.
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
-import type { BlobStore } from "../persistence/blob-store.ts";
-import type { ImageIndex } from "../persistence/image-index.ts";
+import type { Logger, Metrics } from "../core/index.ts";
+import type { BlobStore, ImageIndex } from "../persistence/index.ts";
 import { ConsumerWorker, kvKeySubject, names, type Delivery } from "../nats/index.ts";
 import { IMAGE_VARIANTS, imageBlobKey, isImageId } from "./images.ts";
 

@@ -3,7 +3,7 @@
 // value and its sequence, decide, publish with `expect: { lastSubjectSequence }`. When another
 // writer got there first the publish is refused (StreamWrongLastSequence) and the step runs again
 // on what is there now.
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { isWrongLastSequence } from "./errors.ts";
 
 export interface CompareAndSetOptions {

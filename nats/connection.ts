@@ -8,7 +8,7 @@
 // has no option for this, so the connection's protocol handler gets a deferred flush; a test
 // (nats/connection.int.test.ts) checks it still takes with the installed nats.js.
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../core/logger.ts";
+import type { Logger } from "../core/index.ts";
 
 /** Buffered bytes past which a flush happens at once (bounds memory in tight loops). */
 const FLUSH_AT_BYTES = 256 * 1024;

@@ -1,7 +1,7 @@
 // Consumer lag as a Prometheus gauge, read from JetStream when scraped: per (stream, consumer),
 // messages not yet delivered (unprocessed) and delivered but not acked (ack_pending).
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { scrapedGauge, type Metrics } from "../core/metrics.ts";
+import { scrapedGauge, type Metrics } from "../core/index.ts";
 
 export function consumerLagGauge(metrics: Metrics, jsm: JetStreamManager, consumers: () => readonly { stream: string; consumer: string }[]): void {
   scrapedGauge(

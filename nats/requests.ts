@@ -7,7 +7,7 @@
 // nothing is built for a request that succeeds.
 import { JetStreamApiError, type StoredMsg } from "@nats-io/jetstream";
 import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 export interface Ack {
   stream: string;
@@ -22,6 +22,8 @@ export interface PublishOptions {
   expectLastSubjectSequence?: number | undefined;
   /** Nats-TTL, e.g. "604800s" (the stream must allow per-message TTLs). */
   ttl?: string | undefined;
+  /** This request's deadline (TIMEOUT after it); default the requester's. */
+  timeoutMs?: number | undefined;
 }
 
 /** A direct get: the last message of a subject, or the message at a sequence. */
@@ -58,7 +60,7 @@ export class JetStreamRequests {
         p.resolve(msg);
       },
     });
-    this.#sweep = setInterval(() => this.#expire(), Math.min(1000, this.#timeoutMs)).unref();
+    this.#sweep = setInterval(() => this.#expire(), 250).unref();
   }
 
   #expire(): void {
@@ -66,14 +68,14 @@ export class JetStreamRequests {
     for (const [reply, p] of this.#pending) {
       if (p.deadline > now) continue;
       this.#pending.delete(reply);
-      p.reject(new NatterError("TIMEOUT", `no answer from JetStream within ${this.#timeoutMs} ms`));
+      p.reject(new NatterError("TIMEOUT", "no answer from JetStream in time"));
     }
   }
 
-  #request(subject: string, data: Uint8Array, h?: MsgHdrs): Promise<Msg> {
+  #request(subject: string, data: Uint8Array, h?: MsgHdrs, timeoutMs = this.#timeoutMs): Promise<Msg> {
     const reply = `${this.#prefix}${(this.#next++).toString(36)}`;
     return new Promise<Msg>((resolve, reject) => {
-      this.#pending.set(reply, { resolve, reject, deadline: Date.now() + this.#timeoutMs });
+      this.#pending.set(reply, { resolve, reject, deadline: Date.now() + timeoutMs });
       try {
         this.#nc.publish(subject, data, h ? { reply, headers: h } : { reply });
       } catch (err) {
@@ -96,7 +98,7 @@ export class JetStreamRequests {
       if (opts.expectLastSubjectSequence !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
       if (opts.ttl !== undefined) h.set("Nats-TTL", opts.ttl);
     }
-    const msg = await this.#request(subject, data, h);
+    const msg = await this.#request(subject, data, h, opts.timeoutMs);
     if (msg.headers?.hasError) {
       // 503: no stream listens on the subject (or no JetStream at all).
       throw new NatterError("UNAVAILABLE", `publish failed: ${msg.headers.code} ${msg.headers.description}`);

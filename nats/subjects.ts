@@ -1,7 +1,6 @@
 // Every NATS subject, stream, consumer and bucket name natter uses is built here and
 // nowhere else. Ids are validated before they become a token (core/ids.ts).
-import { NatterError } from "../core/errors.ts";
-import { checkId } from "../core/ids.ts";
+import { checkId, NatterError } from "../core/index.ts";
 
 export interface Topology {
   /** Number of conversation streams (CONV_0..n-1); a conversation lives in one, by hash. */
@@ -17,7 +16,7 @@ export interface Topology {
 }
 
 /** The per-message TTL header value for a conversation's messages and receipts, if any. */
-export function messageTtl(t: Topology): { ttl: string } | Record<string, never> {
+export function messageTtl(t: Topology): { ttl?: string } {
   return t.messageTtlSec ? { ttl: `${t.messageTtlSec}s` } : {};
 }
 

@@ -109,7 +109,8 @@ export interface KvBucketOptions {
   history?: number;
   /**
    * Enables per-key TTLs (`Nats-TTL` on each write) and keeps the marker the server writes when
-   * a key expires for this long, so watchers and consumers see the expiry (FACTS: limit markers).
+   * a key expires for this long, so watchers and consumers see the expiry (the server writes a marker
+   * with `Nats-Marker-Reason: MaxAge` when a key's TTL runs out).
    */
   markerTtlMs?: number;
 }

@@ -17,9 +17,7 @@
 // - on stop, lets running batches finish and hands the rest back (nak) for the next process.
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import { type Logger, type Metrics, NatterError } from "../core/index.ts";
 import { deadLetter, type DeadLetterWorker } from "./dead-letter.ts";
 
 /** What a message is to a worker: a value to handle, nothing to do (ack), or never readable (dead-letter). */

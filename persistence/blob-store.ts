@@ -1,7 +1,7 @@
 // The blob store: attachment and avatar bytes, addressed by key. Keys are checked here, once, for
 // every implementation, before anything touches a disk or a bucket: a key is never a path.
 import type { Readable } from "node:stream";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 export interface BlobMeta {
   /** A MIME type, e.g. `image/png`; returned by `stat`. */

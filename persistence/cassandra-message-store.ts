@@ -3,9 +3,8 @@
 // conversation's non-empty buckets, newest first, so paging skips empty ones.
 import cassandra from "cassandra-driver";
 import type { CassandraStoreConfig } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
+import { type Logger, NatterError } from "../core/index.ts";
+import { ImageRefSchema, type ImageRef } from "../streams/index.ts";
 import { MIGRATIONS, bucketOf, createKeyspaceCql } from "./cassandra-schema.ts";
 import { MAX_IMAGE_SHARES, type ImageIndex, type SharedImage } from "./image-index.ts";
 import { MAX_HISTORY_LIMIT, parseImages, type HistoryQuery, type MessageStore, type StoredMessage } from "./message-store.ts";

@@ -9,7 +9,7 @@ import { createHash, randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { blobChunks, checkBlobKey, checkBlobMeta, putFailure, type BlobInfo, type BlobMeta, type BlobStore } from "./blob-store.ts";
 
 const MAGIC = Buffer.from("NBLOB1\n", "latin1");

@@ -3,7 +3,7 @@
 // Written by the edge when a message attaches the image (before the message is published, so a
 // recipient never sees a message whose image it may not fetch); read per fetch by image id, one
 // partition, whatever the number of images. Implemented by both message stores (one connection).
-import type { ImageRef } from "../streams/messages.ts";
+import type { ImageRef } from "../streams/index.ts";
 
 /** Conversations one image may be shared in (an uploader forwarding it further uploads it again). */
 export const MAX_IMAGE_SHARES = 100;

@@ -1,7 +1,6 @@
 import path from "node:path";
 import type { Config } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { type Logger, NatterError } from "../core/index.ts";
 import { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
 import type { BlobStore } from "./blob-store.ts";
 import { FsBlobStore } from "./fs-blob-store.ts";

@@ -13,9 +13,7 @@
 // dead-lettered (JetStream keeps the messages). A batch failing while the store answers → each of
 // its messages is written alone; one that keeps failing alone is dead-lettered after maxAttempts.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import { type Logger, type Metrics, NatterError } from "../core/index.ts";
 import { backoffDelay, ConsumerWorker, decodeJsonOrUndefined, names, type Decoded, type Delivery, type Outcome, type Topology } from "../nats/index.ts";
 import { ConversationEventSchema, recordOf } from "../streams/index.ts";
 import type { MessageStore, StoredMessage } from "./message-store.ts";

@@ -10,8 +10,7 @@ import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { Client, S3Error } from "minio";
 import type { BlobsConfig } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { type Logger, NatterError } from "../core/index.ts";
 import { blobChunks, checkBlobKey, checkBlobMeta, putFailure, type BlobInfo, type BlobMeta, type BlobStore } from "./blob-store.ts";
 
 export type S3BlobsConfig = Extract<BlobsConfig, { kind: "s3" }>;

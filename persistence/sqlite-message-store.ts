@@ -2,8 +2,8 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { NatterError } from "../core/errors.ts";
-import { ImageRefSchema, type ImageRef } from "../streams/messages.ts";
+import { NatterError } from "../core/index.ts";
+import { ImageRefSchema, type ImageRef } from "../streams/index.ts";
 import { MAX_IMAGE_SHARES, type ImageIndex, type SharedImage } from "./image-index.ts";
 import { MAX_HISTORY_LIMIT, parseImages, type HistoryQuery, type MessageStore, type StoredMessage } from "./message-store.ts";
 
@@ -47,6 +47,8 @@ interface Row {
 
 export class EmbeddedMessageStore implements MessageStore, ImageIndex {
   readonly #db: Database.Database;
+  readonly #write: (rows: readonly StoredMessage[]) => void;
+  #queued: { rows: readonly StoredMessage[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   readonly #insert: Database.Statement;
   readonly #newest: Database.Statement;
   readonly #before: Database.Statement;
@@ -68,6 +70,9 @@ export class EmbeddedMessageStore implements MessageStore, ImageIndex {
     this.#insertShare = this.#db.prepare("INSERT OR IGNORE INTO image_shares (image_id, conv) VALUES (?, ?)");
     this.#image = this.#db.prepare("SELECT owner, ref FROM images WHERE id = ?");
     this.#shares = this.#db.prepare("SELECT conv FROM image_shares WHERE image_id = ? LIMIT ?");
+    this.#write = this.#db.transaction((rows: readonly StoredMessage[]) => {
+      for (const m of rows) this.#insert.run({ ...m, images: m.images !== undefined && m.images.length > 0 ? JSON.stringify(m.images) : null });
+    });
     this.#newest = this.#db.prepare("SELECT * FROM messages WHERE conv = ? ORDER BY id DESC LIMIT ?");
     this.#before = this.#db.prepare("SELECT * FROM messages WHERE conv = ? AND id < ? ORDER BY id DESC LIMIT ?");
   }
@@ -81,14 +86,36 @@ export class EmbeddedMessageStore implements MessageStore, ImageIndex {
     apply();
   }
 
-  async putMessages(messages: readonly StoredMessage[]): Promise<void> {
-    const write = this.#db.transaction((rows: readonly StoredMessage[]) => {
-      for (const m of rows) this.#insert.run({ ...m, images: m.images !== undefined && m.images.length > 0 ? JSON.stringify(m.images) : null });
+  /**
+   * Writes wait for the end of the current turn of the event loop and go in one transaction with
+   * every other write made meanwhile: SQLite's cost is per commit, and the persister asks for one
+   * write per conversation (one row each when 1:1 chats keep up). If that transaction fails, each
+   * caller's rows are tried in a transaction of their own, so one bad write fails alone.
+   */
+  putMessages(messages: readonly StoredMessage[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queued.push({ rows: messages, resolve, reject });
+      if (this.#queued.length === 1) setImmediate(() => this.#commit());
     });
+  }
+
+  #commit(): void {
+    const waiting = this.#queued;
+    this.#queued = [];
     try {
-      write(messages);
-    } catch (err) {
-      throw new NatterError("UNAVAILABLE", "embedded store write failed", { cause: err });
+      this.#write(waiting.flatMap((w) => w.rows));
+      for (const w of waiting) w.resolve();
+      return;
+    } catch {
+      // One of them is the problem: each alone below.
+    }
+    for (const w of waiting) {
+      try {
+        this.#write(w.rows);
+        w.resolve();
+      } catch (err) {
+        w.reject(new NatterError("UNAVAILABLE", "embedded store write failed", { cause: err }));
+      }
     }
   }
 
@@ -126,6 +153,7 @@ export class EmbeddedMessageStore implements MessageStore, ImageIndex {
   }
 
   async close(): Promise<void> {
+    if (this.#queued.length > 0) this.#commit();
     this.#db.close();
   }
 }

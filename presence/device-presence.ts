@@ -17,7 +17,7 @@
 //
 // A device's operations run one after another (a chain per device), so a leave never overtakes
 // the write before it. Several sockets of one device on this edge share one entry.
-import type { Logger } from "../core/logger.ts";
+import type { Logger } from "../core/index.ts";
 import type { PresenceStore } from "./store.ts";
 
 export interface DeviceHandle {

@@ -5,8 +5,7 @@
 import { JetStreamError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { type Logger, NatterError } from "../core/index.ts";
 import { decodeJsonOrUndefined, edgeKey, encodeJson, kvKeySubject, names } from "../nats/index.ts";
 
 export const EdgeInfoSchema = z.object({

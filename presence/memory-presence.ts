@@ -1,7 +1,7 @@
 // PresenceStore in one process's memory, with the semantics of the KV implementation (per-key TTL,
 // compare-and-set revisions, a durable ordered change feed). For unit tests of the presence logic;
 // it passes the same conformance suite as NatsKvPresence.
-import { checkId } from "../core/ids.ts";
+import { checkId } from "../core/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 
 interface DeviceKey {

@@ -10,9 +10,7 @@
 import type { JetStreamClient, JetStreamManager, JsMsg, StoredMsg } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
-import { checkId } from "../core/ids.ts";
-import type { Logger } from "../core/logger.ts";
+import { checkId, type Logger, NatterError } from "../core/index.ts";
 import { ConsumerWorker, decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered } from "../nats/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 

@@ -3,7 +3,8 @@
 // (test/conformance/presence-store.ts), so they cannot drift.
 //
 // Device keys are the truth: a device is online while its key lives. A key lives `ttlMs` after its
-// last write; an edge writes it at most once per ttl/2 (see device-presence.ts). Removing a key
+// last write; an edge rewrites it about once per ttl/2 while the device heartbeats, sooner when the
+// key is about to expire (the write rule is in device-presence.ts). Removing a key
 // (a graceful disconnect) or its expiry is a device change; so is a write that starts a key anew.
 // Refresh writes of a live key are not changes. User records hold what the presence worker last
 // published for a user (online, since, last seen) and are changed only by compare-and-set.

@@ -6,8 +6,7 @@
 // publish the new state, with the record's revision, to every contact's presence subject. So
 // a second device coming or going changes nothing, and several worker processes sharing the
 // durable feed never publish one transition twice; receivers drop an older `rev` than they hold.
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { type Logger, NatterError } from "../core/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, UserPresence } from "./store.ts";
 
 /** A user's presence as clients receive it (live frames and query replies). */

@@ -5,7 +5,7 @@
 //   generic: "New message", with no sender, text or conversation id (a 1:1 conversation's id
 //            would tell who it is with)
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 export type PushContent = "preview" | "generic";
 

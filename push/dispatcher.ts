@@ -5,8 +5,7 @@
 // repeat queues nothing twice. It runs inside the fan-out's pass over the conversation stream (no
 // consumer of its own): the fan-out acks a message only after its requests are stored.
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import type { Logger, Metrics } from "../core/index.ts";
 import { encodeJson, JetStreamRequests, pushMsgId, pushSubject, type Topology } from "../nats/index.ts";
 import type { FannedOutMessage } from "../streams/index.ts";
 import { renderNotification, type PushContent } from "./content.ts";

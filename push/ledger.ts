@@ -17,7 +17,7 @@
 import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { decodeJsonOrUndefined, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, names } from "../nats/index.ts";
 
 const TIMEOUT_MS = 5000;

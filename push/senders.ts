@@ -5,7 +5,7 @@
 //   errors and timeouts → retry (with backoff); a refused target → blocked; any other 4xx → rejected.
 import { createHmac } from "node:crypto";
 import webpush from "web-push";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import type { Notification } from "./content.ts";
 import type { GuardedHttp, HttpResult } from "./http.ts";
 import type { Subscription, WebhookSubscription, WebPushSubscription } from "./subscriptions.ts";

@@ -7,9 +7,7 @@ import { createECDH, createHash, randomBytes } from "node:crypto";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
-import { checkId } from "../core/ids.ts";
-import type { Logger } from "../core/logger.ts";
+import { checkId, type Logger, NatterError } from "../core/index.ts";
 import { decodeJsonOrUndefined, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../nats/index.ts";
 import { checkTargetUrl, type TargetPolicy } from "./targets.ts";
 

@@ -5,7 +5,7 @@
 // address that passed the check, so a name that later resolves elsewhere (DNS rebinding) cannot
 // slip through. Hosts in `allowHosts` (development and tests: 127.0.0.1) are exempt.
 import { BlockList, isIP } from "node:net";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 export interface TargetPolicy {
   /** Exact host names or IP literals that may be reached over http and at any address. */

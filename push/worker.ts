@@ -7,8 +7,7 @@
 // A subscription the push service reports gone (404, 410) is removed.
 import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import type { Logger, Metrics } from "../core/index.ts";
 import { ConsumerWorker, decodeJsonOrUndefined, names, pushSentKey, type Delivery, type Outcome, type Topology } from "../nats/index.ts";
 import type { SendLedger } from "./ledger.ts";
 import { PushRequestSchema, type PushRequest } from "./request.ts";

@@ -4,8 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { binPath, REPO_ROOT, type Config } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
+import { type Logger, NatterError } from "../core/index.ts";
 import { launchNatsServer, type NatsServerProcess } from "./nats-server.ts";
 
 /** A nats-server left running by a natter that was killed (-9) still holds the store: stop it. */

@@ -2,16 +2,13 @@
 // blobs, the domain services, the workers, and the edge. Used by `natter start` and by end-to-end
 // tests; signals and exits stay in bin/. Each concern's wiring has its file in runtime/; this one
 // only puts them in order and unwinds them in reverse.
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import { createMetrics } from "../core/metrics.ts";
+import { createMetrics, type Logger, NatterError } from "../core/index.ts";
 import { createEdge, type Edge, type TokenSettings } from "../edge/index.ts";
 import { ensureImageBuckets, ImageService, imageStreams } from "../media/index.ts";
-import { connectNats, ensureTopology, expectedStreams, topologyOf } from "../nats/index.ts";
+import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topologyOf } from "../nats/index.ts";
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
 import { DevicePresence, EdgeRegistry, ensurePresenceBuckets, NatsKvPresence, presenceOf, presenceStreams } from "../presence/index.ts";
 import { ensurePushTopology, pushStreams } from "../push/index.ts";
@@ -20,8 +17,8 @@ import { startEmbeddedNats } from "./embedded-nats.ts";
 import { startPush, type PushNode } from "./push.ts";
 import { readinessOf } from "./readiness.ts";
 import { tokenSettings } from "./tokens.ts";
-import { startWorkers } from "./workers.ts";
-import { startWorkersHttp } from "./workers-http.ts";
+import { startWorkerNode } from "./workers-node.ts";
+import { startWorkersThread } from "./workers-thread.ts";
 
 export interface NatterNode {
   /** http://host:port of the edge (WebSocket at /ws); empty without an edge. */
@@ -44,7 +41,12 @@ export interface NatterNode {
   close(): Promise<void>;
 }
 
-export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode> {
+export interface StartOptions {
+  /** Called when a part of the node fails for good after start (the workers' thread died). */
+  onFailure?: ((err: Error) => void) | undefined;
+}
+
+export async function startNatter(cfg: Config, log: Logger, opts: StartOptions = {}): Promise<NatterNode> {
   const cleanups: (() => Promise<unknown>)[] = [];
   const unwind = async () => {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
@@ -79,42 +81,33 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
     cleanups.push(() => blobs.close());
 
     const conversationIndex = new ConversationIndex(js, jsm);
-    const directory = new ConversationDirectory(js, jsm, topology, { maxPerUser: cfg.edge.maxConversationsPerUser, index: conversationIndex });
+    // One reply subscription for every hot-path JetStream request of this process.
+    const requests = new JetStreamRequests(nc);
+    cleanups.push(async () => requests.close());
+    const directory = new ConversationDirectory({ js, jsm, requests, topology, quota: { maxPerUser: cfg.edge.maxConversationsPerUser, index: conversationIndex } });
     const presence = new NatsKvPresence({ nc, js, jsm, ttlSec: cfg.presence.ttlSec, markerTtlSec: cfg.presence.markerTtlSec, log: log.child({ component: "presence" }) });
-    const metrics = createMetrics();
 
-    // Push notifications to recipients with no online device: the decision runs in the fan-out,
-    // the sending in the push worker (both with the workers).
+    // Push subscriptions for the edge (push.register); the decisions and sending run with the workers.
     let push: PushNode | undefined;
     if (cfg.push.enabled) {
-      push = await startPush(cfg, {
-        nc,
-        js,
-        jsm,
-        presence: cfg.presence.enabled ? presence : undefined,
-        topology,
-        metrics,
-        log: log.child({ component: "push" }),
-        workers: cfg.workers.enabled,
-      });
+      push = await startPush(cfg, { nc, js, jsm, presence: undefined, topology, metrics: createMetrics({ defaults: false }), log: log.child({ component: "push" }), workers: false });
       const p = push;
       cleanups.push(() => p.close());
     }
+    let workersUrl = "";
     if (cfg.workers.enabled) {
-      const stopWorkers = await startWorkers(cfg, { nc, jsm, directory, conversationIndex, presence, store, blobs, topology, metrics, log, push: push?.dispatcher });
-      cleanups.push(stopWorkers);
+      const workersCfg: Config = { ...cfg, nats: { ...cfg.nats, servers } };
+      const workers =
+        cfg.workers.thread && cfg.edge.enabled
+          ? await startWorkersThread(workersCfg, log, opts.onFailure ?? ((err) => log.error({ err }, err.message)))
+          : await startWorkerNode(workersCfg, log.child({ component: "workers" }));
+      cleanups.push(() => workers.close());
+      workersUrl = workers.url;
     }
 
     const tokens = tokenSettings(cfg);
     const streams = [...expectedStreams(cfg.streams), ...presenceStreams(), ...imageStreams(), ...(cfg.push.enabled ? pushStreams(cfg.streams) : [])];
     const readiness = readinessOf(cfg, { nc, jsm, store, blobs, streams, log });
-
-    let workersUrl = "";
-    if (cfg.workers.enabled) {
-      const http = await startWorkersHttp(cfg.workers.httpHost, cfg.workers.httpPort, metrics, readiness);
-      cleanups.push(() => http.close());
-      workersUrl = http.url;
-    }
 
     let edge: Edge | undefined;
     let images: ImageService | undefined;
@@ -127,7 +120,7 @@ export async function startNatter(cfg: Config, log: Logger): Promise<NatterNode>
         topology,
         config: cfg.edge,
         tokens,
-        publish: (input) => publishMessage(js, topology, input),
+        publish: (input) => publishMessage(requests, topology, input),
         inbox: { bounds: (user) => inboxBounds(jsm, topology, user), read: (user, after, until) => readInbox(jsm, topology, user, after, until) },
         history: historyReader(store, jsm, topology),
         receipts: new Receipts(js, jsm, topology, conversationIndex),

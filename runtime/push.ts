@@ -7,9 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import webpush from "web-push";
 import { z } from "zod";
 import type { Config } from "../config/index.ts";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import { type Logger, type Metrics, NatterError } from "../core/index.ts";
 import type { SessionPush } from "../edge/index.ts";
 import type { PresenceStore } from "../presence/index.ts";
 import {

@@ -3,7 +3,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
-import type { Logger } from "../core/logger.ts";
+import type { Logger } from "../core/index.ts";
 import type { Readiness, ReadinessCheck } from "../edge/index.ts";
 import type { BlobStore, Store } from "../persistence/index.ts";
 

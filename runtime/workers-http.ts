@@ -2,7 +2,7 @@
 // without an edge (a workers-only deployment) is still observable and health-checked.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Metrics } from "../core/metrics.ts";
+import type { Metrics } from "../core/index.ts";
 import type { Readiness } from "../edge/index.ts";
 
 export interface WorkersHttp {

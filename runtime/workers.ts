@@ -4,8 +4,7 @@
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import type { Logger, Metrics } from "../core/index.ts";
 import { OrphanSweeper } from "../media/index.ts";
 import { consumerLagGauge, names, type Topology } from "../nats/index.ts";
 import { Persister, type Store, type BlobStore } from "../persistence/index.ts";

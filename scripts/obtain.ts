@@ -7,6 +7,9 @@
 //
 // Every build goes to a temporary folder beside its target and is renamed into place only
 // after it succeeded and was checked, so an interrupted run never leaves half a tool behind.
+// Over 400 lines on purpose: one recipe per tool (five), each short, with the checks and the
+// one-line errors that say how to get a missing prerequisite; splitting them apart would scatter
+// what a newcomer reads in one place.
 import { spawn } from "node:child_process";
 import { constants as fsConstants } from "node:fs";
 import fs from "node:fs/promises";

@@ -7,7 +7,7 @@
 import { compareAndSet, decodeJson, encodeJson, kvKeySubject, names, scanFiltered, userConversationKey, userConversationsFilter } from "../nats/index.ts";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { z } from "zod";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 
 /** Entries read per direct-get batch when listing a user's conversations. */
 const PAGE = 1000;

@@ -3,11 +3,10 @@
 // list, and the last event is the current membership. Changes are compare-and-set on that
 // subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
 // any number of edges serialize without a lock, a read-then-write race, or an owner node.
-import { compareAndSet, contactKey, contactsFilter, conversationStreamOf, decodeJson, encodeJson, isWrongLastSequence, kvKeySubject, membershipMsgId, membershipSubject, names, scanFiltered, type Topology } from "../nats/index.ts";
+import { compareAndSet, contactKey, type JetStreamRequests, contactsFilter, conversationStreamOf, decodeJson, encodeJson, isWrongLastSequence, kvKeySubject, membershipMsgId, membershipSubject, names, scanFiltered, type Topology } from "../nats/index.ts";
 import { randomBytes, createHash } from "node:crypto";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { NatterError } from "../core/errors.ts";
-import { checkId } from "../core/ids.ts";
+import { checkId, NatterError } from "../core/index.ts";
 import type { ConversationIndex } from "./conversation-index.ts";
 import { MembershipEventSchema, type MembershipEvent } from "./messages.ts";
 
@@ -59,12 +58,15 @@ export class ConversationDirectory {
   readonly #jsm: JetStreamManager;
   readonly #t: Topology;
   readonly #quota: ConversationQuota | undefined;
+  /** Membership reads on every send: the lean path. */
+  readonly #requests: JetStreamRequests;
 
-  constructor(js: JetStreamClient, jsm: JetStreamManager, topology: Topology, quota?: ConversationQuota) {
-    this.#js = js;
-    this.#jsm = jsm;
-    this.#t = topology;
-    this.#quota = quota;
+  constructor(opts: { js: JetStreamClient; jsm: JetStreamManager; requests: JetStreamRequests; topology: Topology; quota?: ConversationQuota | undefined }) {
+    this.#js = opts.js;
+    this.#jsm = opts.jsm;
+    this.#requests = opts.requests;
+    this.#t = opts.topology;
+    this.#quota = opts.quota;
   }
 
   /** TOO_MANY_CONVERSATIONS unless each of `users` may join one more conversation. */
@@ -83,9 +85,8 @@ export class ConversationDirectory {
     const subject = membershipSubject(this.#t, id);
     let sm: StoredMsg | null;
     try {
-      sm = await this.#jsm.direct.getMessage(conversationStreamOf(this.#t, id), { last_by_subj: subject });
+      sm = await this.#requests.directGet(conversationStreamOf(this.#t, id), { last_by_subj: subject });
     } catch (err) {
-      if (err instanceof JetStreamApiError && err.status === 404) return null;
       throw new NatterError("UNAVAILABLE", "conversation directory unavailable", { cause: err });
     }
     return sm ? fromEvent(sm) : null;

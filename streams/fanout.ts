@@ -13,9 +13,7 @@
 // update and push request of their batch is stored.
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { NatterError } from "../core/errors.ts";
-import type { Logger } from "../core/logger.ts";
-import type { Metrics } from "../core/metrics.ts";
+import { type Logger, type Metrics, NatterError } from "../core/index.ts";
 import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxSubject, JetStreamRequests, names, type Delivery, type Topology } from "../nats/index.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
 import type { ConversationDirectory } from "./conversations.ts";

@@ -2,7 +2,7 @@
 // newest events of a conversation may not be in the store yet (the persister acks after writing,
 // so it trails the stream by its lag). History merges these into the store's page.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { ConversationEventSchema, type HistoryEvent } from "./messages.ts";
 import { conversationStreamOf, conversationSubject, decodeJsonOrUndefined, isNotFound, membershipSubject, type Topology } from "../nats/index.ts";
 

@@ -1,6 +1,6 @@
 // Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { decodeJson, inboxShard, inboxStreamOf, inboxSubject, isNotFound, names, type Topology } from "../nats/index.ts";
 import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 

@@ -14,7 +14,7 @@
 // them from its per-subject index). The user's own messages are left out of the first
 // UNREAD_EXACT; beyond those the count includes them (docs/protocol.md, `convs`).
 import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { NatterError } from "../core/errors.ts";
+import { NatterError } from "../core/index.ts";
 import { MULTI_LAST_CHUNK, noMessage, type ConversationIndex, type IndexEntry } from "./conversation-index.ts";
 import { ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema, type MembershipEvent, type ReceiptEvent } from "./messages.ts";
 import { compareAndSet, conversationStreamOf, conversationSubject, decodeJson, encodeJson, membershipSubject, messageTtl, receiptSubject, type Topology } from "../nats/index.ts";

@@ -1,8 +1,8 @@
 // Publishing a client's message into its conversation stream. Idempotent: the msg id is
 // derived from (sender, client message id), so a retry on any edge within the stream's
 // duplicate window returns the same id and stores nothing new.
-import type { JetStreamClient } from "@nats-io/jetstream";
-import { NatterError } from "../core/errors.ts";
+import type { JetStreamRequests } from "../nats/index.ts";
+import { NatterError } from "../core/index.ts";
 import { conversationSubject, encodeJson, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
 import type { ConversationMessage, ImageRef } from "./messages.ts";
 
@@ -24,15 +24,15 @@ export interface SendResult {
   ts: number;
 }
 
-export async function publishMessage(js: JetStreamClient, t: Topology, input: SendInput): Promise<SendResult> {
+export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput): Promise<SendResult> {
   const ts = Date.now();
   const { images, ...rest } = input;
   const msg: ConversationMessage = { v: 1, type: "msg", ...rest, ts, ...(images !== undefined && images.length > 0 ? { images } : {}) };
   try {
-    const ack = await js.publish(conversationSubject(t, input.conv), encodeJson(msg), {
+    const ack = await requests.publish(conversationSubject(t, input.conv), encodeJson(msg), {
       msgID: sendMsgId(input.from, input.cid),
-      ...messageTtl(t),
-      timeout: 5000,
+      ttl: messageTtl(t).ttl,
+      timeoutMs: 5000,
     });
     return { id: ack.seq, duplicate: ack.duplicate, ts };
   } catch (err) {

@@ -1,7 +1,7 @@
 // GET /discovery?region=&limit=: the edges taking clients, best first (docs/protocol.md,
 // "Discovery"); any edge answers from the edges bucket.
 import type { FastifyPluginAsync } from "fastify";
-import { NatterError } from "../../core/errors.ts";
+import { NatterError } from "../../core/index.ts";
 import { rankEdges, type EdgeRegistry } from "../../presence/index.ts";
 
 export interface DiscoveryRoutesDeps {

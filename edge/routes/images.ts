@@ -5,7 +5,7 @@
 // <token>`, the same JWT as the WebSocket's hello. The checks themselves live in media/.
 import type { Readable } from "node:stream";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { NatterError } from "../../core/errors.ts";
+import { NatterError } from "../../core/index.ts";
 import type { ImageService, ImageVariant } from "../../media/index.ts";
 import { verifyToken, type TokenSettings } from "../auth.ts";
 

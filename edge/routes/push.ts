@@ -1,7 +1,7 @@
 // GET /push/vapid-public-key: the key browsers subscribe to Web Push with (404 PUSH_DISABLED when
 // push is off). Registering a subscription is a WebSocket frame (`push.register`).
 import type { FastifyPluginAsync } from "fastify";
-import { NatterError } from "../../core/errors.ts";
+import { NatterError } from "../../core/index.ts";
 import type { SessionPush } from "../services.ts";
 
 export const pushRoutes: FastifyPluginAsync<{ push?: SessionPush | undefined }> = async (app, deps) => {

@@ -2,8 +2,7 @@
 // allowlist (4403); every other socket becomes a DeviceSession (session.ts).
 import websocket from "@fastify/websocket";
 import type { FastifyPluginAsync } from "fastify";
-import { CLOSE } from "../../core/errors.ts";
-import type { MistakeLog, Logger } from "../../core/logger.ts";
+import { CLOSE, type Logger, type MistakeLog } from "../../core/index.ts";
 import { DeviceSession } from "../session.ts";
 import type { SessionServices } from "../services.ts";
 

@@ -8,7 +8,7 @@ import { CHROMIUM, REPO_ROOT } from "../../config/tools.ts";
 
 export const TEST_OUTPUT = path.join(REPO_ROOT, "test-output");
 
-/** FACTS.md, "Browser tests"; playwright adds --headless and a fresh --user-data-dir itself. */
+/** Debian's Chromium as root on a machine with no outside network; playwright adds --headless and a fresh --user-data-dir itself. */
 const CHROMIUM_FLAGS = [
   "--no-sandbox",
   "--disable-gpu",

@@ -23,7 +23,9 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
       auth: { jwtSecret: TEST_SECRET },
       ...overrides,
       edge: { port: 0, ...(overrides.edge as object | undefined) },
-      workers: { httpPort: 0, ...(overrides.workers as object | undefined) },
+      // In-process nodes run their workers on the test's thread (vitest loads TypeScript itself; a
+      // worker thread would not); the child-process tests run `natter start` with the thread.
+      workers: { httpPort: 0, thread: false, ...(overrides.workers as object | undefined) },
     },
   });
 }
