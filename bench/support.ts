@@ -18,15 +18,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export function rssMb(pid: number): number {
+export function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  return m ? Number(m[1]) : NaN;
+}
+
+export function rssMb(pid: number): number {
+  return Math.round(rssKb(pid) / 1024);
 }
 
 export interface BenchNode {
   url: string;
   natsUrl: string;
   pid: number;
+  /** The embedded nats-server's pid (natter writes it to <NATTER_DATA_DIR>/nats/nats-server.pid). */
+  natsPid(): number;
   stop(): Promise<void>;
 }
 
@@ -67,5 +73,6 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
     if (await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { url, natsUrl: `nats://127.0.0.1:${nats}`, pid: proc.pid!, stop };
+  const natsPid = () => Number(readFileSync(path.join(dir, "nats", "nats-server.pid"), "utf8").trim());
+  return { url, natsUrl: `nats://127.0.0.1:${nats}`, pid: proc.pid!, natsPid, stop };
 }

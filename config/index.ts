@@ -1,3 +1,3 @@
-export { loadConfig, envSettings, checkConfig, type LoadOptions } from "./load.ts";
+export { loadConfig } from "./load.ts";
 export * from "./schema.ts";
-export { REPO_ROOT, cacheDir, binPath, cassandraLibDir, TOOLS, type ToolName } from "./tools.ts";
+export { REPO_ROOT, binPath } from "./tools.ts";

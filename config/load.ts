@@ -42,14 +42,14 @@ function keyFromEnv(part: string): string {
   return KEYS.get(normalized) ?? part.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
 }
 
-export interface EnvSettings {
+interface EnvSettings {
   tree: Tree;
   /** Dotted setting path → the variable it came from. */
   sources: Map<string, string>;
 }
 
 /** NATTER_EDGE__PORT=8080 → { edge: { port: "8080" } }. Sections are separated by "__". */
-export function envSettings(env: NodeJS.ProcessEnv): EnvSettings {
+function envSettings(env: NodeJS.ProcessEnv): EnvSettings {
   const tree: Tree = {};
   const sources = new Map<string, string>();
   for (const [name, value] of Object.entries(env)) {
@@ -139,9 +139,3 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return result.data;
 }
 
-/** Validates an already-built input (for example a compose service's environment). */
-export function checkConfig(input: unknown): { ok: true; config: Config } | { ok: false; problems: string[] } {
-  const r = ConfigSchema.safeParse(input);
-  if (r.success) return { ok: true, config: r.data };
-  return { ok: false, problems: r.error.issues.flatMap((i) => describeIssue(i, { tree: {}, sources: new Map() })) };
-}

@@ -14,7 +14,7 @@ type JsonSchema = {
   items?: JsonSchema;
 };
 
-export function envVarName(path: string[]): string {
+function envVarName(path: string[]): string {
   return `NATTER_${path.map((k) => k.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()).join("__")}`;
 }
 

@@ -36,13 +36,13 @@ const json = <T extends z.ZodType>(schema: T) =>
 
 const DAY_S = 24 * 3600;
 
-export const LogSchema = z.strictObject({
+const LogSchema = z.strictObject({
   level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Human-readable logs; defaults to whether stdout is a terminal. */
   pretty: bool().optional(),
 });
 
-export const NatsSchema = z.strictObject({
+const NatsSchema = z.strictObject({
   /** Connect to these NATS servers (comma-separated). Unset: `natter start` runs its own nats-server. */
   servers: list().optional(),
   /** Optional credentials for the connection. */
@@ -61,7 +61,7 @@ export const NatsSchema = z.strictObject({
     .prefault({}),
 });
 
-export const StreamsSchema = z.strictObject({
+const StreamsSchema = z.strictObject({
   /** JetStream replicas for natter's streams and buckets: 1 on one node, 3 in a cluster. */
   replicas: int(1, 5).default(1),
   conversationShards: int(1, 256).default(1),
@@ -84,7 +84,7 @@ export const StreamsSchema = z.strictObject({
   persisterMaxAckPending: int(1, 100_000).default(4096),
 });
 
-export const AuthSchema = z.strictObject({
+const AuthSchema = z.strictObject({
   /** HS256 secret for tokens (≥ 32 characters). Unset: `natter start` keeps one in the data folder. */
   jwtSecret: z.string().min(32).optional(),
   issuer: z.string().default("natter"),
@@ -94,7 +94,7 @@ export const AuthSchema = z.strictObject({
   tokenTtlSec: int(60, 30 * DAY_S).default(DAY_S),
 });
 
-export const EdgeSchema = z.strictObject({
+const EdgeSchema = z.strictObject({
   /** Serve HTTP and WebSocket clients from this process (off for a workers-only process). */
   enabled: bool().default(true),
   host: z.string().default("127.0.0.1"),
@@ -126,7 +126,7 @@ export const EdgeSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
 });
 
-export const PresenceSchema = z.strictObject({
+const PresenceSchema = z.strictObject({
   /** Track which devices are online (heartbeats, KV bucket `presence`) and tell contacts. */
   enabled: bool().default(true),
   /** A device is offline at most this long after its last heartbeat (per-key TTL, seconds); clients heartbeat every ttlSec/3. */
@@ -135,7 +135,7 @@ export const PresenceSchema = z.strictObject({
   markerTtlSec: int(1, 7 * DAY_S).default(600),
 });
 
-export const DiscoverySchema = z.strictObject({
+const DiscoverySchema = z.strictObject({
   /** Each edge's registration in the KV bucket `edges` expires after this (seconds); refreshed every ttlSec/3 while healthy. */
   ttlSec: int(2, 3600).default(15),
   /** How many edges GET /discovery returns, best first. */
@@ -152,7 +152,7 @@ const NetworkTopologyReplication = z.strictObject({
   dataCenters: json(z.record(z.string(), z.number().int().min(1).max(9))),
 });
 
-export const CassandraStoreSchema = z.strictObject({
+const CassandraStoreSchema = z.strictObject({
   kind: z.literal("cassandra"),
   contactPoints: list().default(["127.0.0.1:9042"]),
   localDataCenter: z.string().default("datacenter1"),
@@ -167,21 +167,21 @@ export const CassandraStoreSchema = z.strictObject({
   password: z.string().optional(),
 });
 
-export const SqliteStoreSchema = z.strictObject({
+const SqliteStoreSchema = z.strictObject({
   kind: z.literal("sqlite"),
   /** Database file; defaults to `<dataDir>/natter.sqlite`. */
   path: z.string().optional(),
 });
 
-export const StoreSchema = z.discriminatedUnion("kind", [SqliteStoreSchema, CassandraStoreSchema]);
+const StoreSchema = z.discriminatedUnion("kind", [SqliteStoreSchema, CassandraStoreSchema]);
 
-export const FsBlobsSchema = z.strictObject({
+const FsBlobsSchema = z.strictObject({
   kind: z.literal("fs"),
   /** Folder for blobs; defaults to `<dataDir>/blobs`. */
   dir: z.string().optional(),
 });
 
-export const S3BlobsSchema = z.strictObject({
+const S3BlobsSchema = z.strictObject({
   kind: z.literal("s3"),
   endPoint: z.string(),
   port: int(1, 65535).default(9000),
@@ -194,9 +194,9 @@ export const S3BlobsSchema = z.strictObject({
   publicUrl: z.url().optional(),
 });
 
-export const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsSchema]);
+const BlobsSchema = z.discriminatedUnion("kind", [FsBlobsSchema, S3BlobsSchema]);
 
-export const ImagesSchema = z.strictObject({
+const ImagesSchema = z.strictObject({
   /** Largest image file accepted by POST /images (bytes). */
   maxBytes: int(1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Largest decoded image (width × height × frames), checked from the header before decoding: refuses decompression bombs. */
@@ -213,7 +213,7 @@ export const ImagesSchema = z.strictObject({
   maxConcurrent: int(1, 64).default(2),
 });
 
-export const WorkersSchema = z.strictObject({
+const WorkersSchema = z.strictObject({
   /** Run the workers (fan-out, persister, push, presence, sweeper) in this process. */
   enabled: bool().default(true),
   /**
@@ -232,7 +232,7 @@ export const WorkersSchema = z.strictObject({
   persistConcurrency: int(1, 4096).default(64),
 });
 
-export const PushSchema = z.strictObject({
+const PushSchema = z.strictObject({
   /** Push notifications to recipients with no online device: the workers queue and send them, edges take push.register. */
   enabled: bool().default(true),
   /** What a notification says: "preview" (the sender and the start of the text) or "generic" ("New message", nothing more). */
@@ -283,15 +283,10 @@ export const ConfigSchema = z.strictObject({
 });
 
 export type Config = z.output<typeof ConfigSchema>;
-export type ConfigInput = z.input<typeof ConfigSchema>;
-export type StoreConfig = Config["store"];
 export type CassandraStoreConfig = z.output<typeof CassandraStoreSchema>;
 export type BlobsConfig = Config["blobs"];
 export type EdgeConfig = Config["edge"];
 export type StreamsConfig = Config["streams"];
-export type AuthConfig = Config["auth"];
-export type NatsConfig = Config["nats"];
 export type PresenceConfig = Config["presence"];
-export type DiscoveryConfig = Config["discovery"];
 export type PushConfig = Config["push"];
 export type ImagesConfig = Config["images"];

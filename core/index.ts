@@ -1,7 +1,7 @@
 // The bottom layer: what every other folder may use and that knows nothing of them — the error
 // catalogue and close codes, id validation, logging, metrics, a semaphore.
-export { ERRORS, NatterError, asNatterError, CLOSE, LIBRARY_CLOSE_CODES, type ErrorCode, type CloseKind } from "./errors.ts";
+export { NatterError, asNatterError, CLOSE, type CloseKind } from "./errors.ts";
 export { ID_PATTERN, isValidId, checkId } from "./ids.ts";
-export { createLogger, silentLogger, MistakeLog, type Logger, type LogOptions } from "./logger.ts";
+export { createLogger, MistakeLog, type Logger } from "./logger.ts";
 export { createMetrics, scrapedGauge, type Metrics } from "./metrics.ts";
 export { Semaphore } from "./semaphore.ts";

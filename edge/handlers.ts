@@ -25,7 +25,7 @@ function conv(ctx: FrameContext, ref: string | undefined, c: Conversation): void
   ctx.reply({ type: "conv", ref, conv: { id: c.id, kind: c.kind, members: c.members, name: c.name, owner: c.owner } });
 }
 
-export const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
+const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   ping: (ctx, f) => ctx.reply({ type: "pong", ref: f.ref }),
 
   "dm.open": async (ctx, f) => conv(ctx, f.ref, await ctx.services.directory.openDm(ctx.user, f.peer)),

@@ -113,7 +113,7 @@ export const TYPING_INTERVAL_MS = 2000;
 export const TYPING_TTL_MS = 5000;
 
 /** A conversation as clients see it. */
-export interface ConvView {
+interface ConvView {
   id: string;
   kind: "dm" | "group";
   members: string[];
@@ -166,7 +166,7 @@ export type ServerFrame =
   | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
 
 /** A conversation in the `convs` reply. */
-export interface ConvSummaryView extends ConvView {
+interface ConvSummaryView extends ConvView {
   last?: { id: number; from: string; text: string; ts: number } | undefined;
   delivered: number;
   read: number;
@@ -182,7 +182,7 @@ export interface PresenceView {
 }
 
 /** A message or membership change as history returns it (newest first). */
-export type HistoryMessage = ChatRecord;
+type HistoryMessage = ChatRecord;
 
 /** Where the edge reads history from (the store; the edge never sees which one). */
 export type HistoryReader = (conv: string, query: { before?: number | undefined; limit: number }) => Promise<HistoryMessage[]>;
@@ -292,7 +292,7 @@ function valueAt(obj: unknown, path: readonly PropertyKey[]): unknown {
  * indexes (never a client's key), values are never quoted back, and unknown fields are counted,
  * not named.
  */
-export function describeIssue(issue: z.core.$ZodIssue, input: unknown, prefix = ""): string {
+function describeIssue(issue: z.core.$ZodIssue, input: unknown, prefix = ""): string {
   const path = issue.path.map((k) => (typeof k === "number" ? `[${k}]` : `.${String(k)}`)).join("").replace(/^\./, "");
   const at = `${prefix}${path || "frame"}`;
   const what = (origin: string | undefined) => (origin === "string" ? " characters" : origin === "array" || origin === "set" ? " items" : "");

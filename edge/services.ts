@@ -44,7 +44,7 @@ export interface LiveFeeds {
 }
 
 /** Typing signals: received for a user while attached, published to others. */
-export interface TypingChannel {
+interface TypingChannel {
   attach(user: string, listener: (signal: TypingSignal) => void): () => void;
   publish(recipients: readonly string[], signal: TypingSignal): void;
 }

@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { Logger } from "../core/index.ts";
 import { decodeJson, encodeJson, typingSubject, type Topology } from "../nats/index.ts";
 
-export const TypingSignalSchema = z.object({
+const TypingSignalSchema = z.object({
   conv: z.string(),
   user: z.string(),
   ttlMs: z.number().int().positive(),

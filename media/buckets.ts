@@ -9,15 +9,15 @@ import { kvBucketConfig, names, upsertConsumer, upsertStream } from "../nats/ind
  * How long an upload's expiry marker stays in the bucket: the sweeper may be down this long
  * without missing an orphan (an orphan missed stays in the blob store, unreachable).
  */
-export const UPLOAD_MARKER_TTL_S = 7 * 24 * 3600;
+const UPLOAD_MARKER_TTL_S = 7 * 24 * 3600;
 
-export function uploadsBucketConfig(streams: StreamsConfig): Partial<StreamConfig> & { name: string } {
+function uploadsBucketConfig(streams: StreamsConfig): Partial<StreamConfig> & { name: string } {
   return kvBucketConfig(streams, names.uploadsBucket, "natter: image uploads not yet attached, key <image id>, per-key TTL; expiry markers tell the sweeper", {
     markerTtlMs: UPLOAD_MARKER_TTL_S * 1000,
   });
 }
 
-export function uploadsSweeperConsumerConfig(streams: StreamsConfig): Partial<ConsumerConfig> & { durable_name: string } {
+function uploadsSweeperConsumerConfig(streams: StreamsConfig): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: names.uploadsSweeperConsumer,
     ack_policy: AckPolicy.Explicit,

@@ -6,10 +6,10 @@
 import sharp, { type FormatEnum, type Metadata, type Sharp, type SharpOptions } from "sharp";
 import { NatterError } from "../core/index.ts";
 
-export const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"] as const;
+const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"] as const;
 export type ImageType = (typeof IMAGE_TYPES)[number];
 /** Thumbnails are WebP: small, with alpha, shown by every current browser. */
-export const THUMB_TYPE = "image/webp";
+const THUMB_TYPE = "image/webp";
 
 const FORMAT: Record<ImageType, keyof FormatEnum> = {
   "image/jpeg": "jpeg",
@@ -28,7 +28,7 @@ export interface ProcessLimits {
   thumbSize: number;
 }
 
-export interface EncodedImage {
+interface EncodedImage {
   data: Buffer;
   type: string;
   width: number;

@@ -22,7 +22,7 @@ interface ProtocolInternals {
  * Makes `nc` write once per drained microtask queue instead of once per microtask. False (and
  * nothing changed) when the nats.js internals it relies on are not there.
  */
-export function coalesceWrites(nc: NatsConnection): boolean {
+function coalesceWrites(nc: NatsConnection): boolean {
   const p = (nc as unknown as { protocol?: Partial<ProtocolInternals> }).protocol;
   if (!p || typeof p.flushPending !== "function" || typeof p.outbound?.size !== "function") return false;
   const protocol = p as ProtocolInternals;

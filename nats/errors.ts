@@ -2,7 +2,7 @@
 // nats-server's server/errors.json), and the readings of errors several modules need.
 import { JetStreamApiError } from "@nats-io/jetstream";
 
-export const JsErrorCode = {
+const JsErrorCode = {
   /** A consumer that does not exist. */
   ConsumerNotFound: 10014,
   /** A direct or API get found no message. */
@@ -20,10 +20,9 @@ export const JsErrorCode = {
   /** A per-message TTL on a stream that does not allow them. */
   StreamMessageTtlDisabled: 10166,
 } as const;
-export type JsErrorCode = (typeof JsErrorCode)[keyof typeof JsErrorCode];
 
 /** The JetStream API error code of `err`, if it is one. */
-export function jsErrorCode(err: unknown): number | undefined {
+function jsErrorCode(err: unknown): number | undefined {
   return err instanceof JetStreamApiError ? err.code : undefined;
 }
 

@@ -30,7 +30,7 @@ export function stableHash(value: string): number {
   return h >>> 0;
 }
 
-export function conversationShard(t: Topology, convId: string): number {
+function conversationShard(t: Topology, convId: string): number {
   return stableHash(convId) % t.conversationShards;
 }
 

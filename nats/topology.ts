@@ -20,7 +20,7 @@ export function topologyOf(cfg: StreamsConfig): Topology {
 
 const S = 1000;
 
-export function conversationStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
+function conversationStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
   return {
     name: names.conversationStream(shard),
     description: "natter: conversation messages and events; the stream sequence is the message id",
@@ -38,7 +38,7 @@ export function conversationStreamConfig(cfg: StreamsConfig, shard: number): Par
   };
 }
 
-export function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
+function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
   return {
     name: names.inboxStream(shard),
     description: "natter: per-user inboxes; the stream sequence is the device cursor",
@@ -55,7 +55,7 @@ export function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<St
   };
 }
 
-export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
   return {
     name: names.deadLetterStream,
     description: "natter: messages a worker gave up on (headers Natter-Dead-*: reason, source stream and sequence)",
@@ -138,11 +138,11 @@ export function kvBucketConfig(cfg: StreamsConfig, bucket: string, description: 
   };
 }
 
-export function contactsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+function contactsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
   return kvBucketConfig(cfg, names.contactsBucket, "natter: 1:1 contacts, key <user>.<peer> -> the conversation id");
 }
 
-export function userConversationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+function userConversationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
   return kvBucketConfig(cfg, names.userConversationsBucket, "natter: each user's conversations, key <user>.<conversation> -> membership and read state");
 }
 

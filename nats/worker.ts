@@ -39,7 +39,7 @@ export interface Delivery<T> {
 export type Outcome = { kind: "ack" } | { kind: "retry"; delayMs?: number | undefined; reason?: string | undefined } | { kind: "dead"; reason: string };
 
 /** What a failed batch (the handler threw) calls for. */
-export type FailureDecision = { kind: "retry"; delayMs?: number | undefined } | { kind: "dead"; reason: string };
+type FailureDecision = { kind: "retry"; delayMs?: number | undefined } | { kind: "dead"; reason: string };
 
 export interface WorkerSpec<T> {
   /** For logs, metrics and dead letters. */

@@ -75,7 +75,7 @@ export function checkBlobMeta(meta: BlobMeta, data: Buffer | Readable): void {
   }
 }
 
-export function sizeMismatch(expected: number): NatterError {
+function sizeMismatch(expected: number): NatterError {
   return new NatterError("BAD_BLOB", `blob body does not have the declared size of ${expected} bytes`);
 }
 

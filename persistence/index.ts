@@ -9,18 +9,13 @@ import type { MessageStore } from "./message-store.ts";
 import { S3BlobStore } from "./s3-blob-store.ts";
 import { EmbeddedMessageStore } from "./sqlite-message-store.ts";
 
-export type { MessageStore, StoredMessage, HistoryQuery } from "./message-store.ts";
-export { MAX_IMAGE_SHARES, type ImageIndex, type SharedImage } from "./image-index.ts";
-export { MAX_HISTORY_LIMIT } from "./message-store.ts";
-export { EmbeddedMessageStore } from "./sqlite-message-store.ts";
+export type { MessageStore, StoredMessage } from "./message-store.ts";
+export { MAX_IMAGE_SHARES, type ImageIndex } from "./image-index.ts";
 export { CassandraMessageStore, migrateCassandra } from "./cassandra-message-store.ts";
-export { MIGRATIONS, bucketOf, BUCKET_MS } from "./cassandra-schema.ts";
-export { Persister, type PersisterDeps, type PersisterStats } from "./persister.ts";
-export { historyReader, type HistoryReader } from "./history.ts";
-export type { BlobStore, BlobMeta, BlobInfo } from "./blob-store.ts";
-export { BLOB_KEY_MAX_LENGTH, BLOB_KEY_MAX_SEGMENT, checkBlobKey } from "./blob-store.ts";
-export { FsBlobStore } from "./fs-blob-store.ts";
-export { S3BlobStore, type S3BlobsConfig, type S3BlobStoreOptions } from "./s3-blob-store.ts";
+export { bucketOf, BUCKET_MS } from "./cassandra-schema.ts";
+export { Persister } from "./persister.ts";
+export { historyReader } from "./history.ts";
+export type { BlobStore } from "./blob-store.ts";
 
 /** Both stores keep messages and the image index, on one connection. */
 export type Store = MessageStore & ImageIndex;

@@ -8,24 +8,24 @@ import { EDGE_TOMBSTONE_TTL_S } from "./edges.ts";
 
 type Named = Partial<StreamConfig> & { name: string };
 
-export function presenceBucketConfig(streams: StreamsConfig, presence: PresenceConfig): Named {
+function presenceBucketConfig(streams: StreamsConfig, presence: PresenceConfig): Named {
   return kvBucketConfig(streams, names.presenceBucket, "natter: online devices, key <user>.<device>, per-key TTL; expiry markers tell the presence worker", {
     markerTtlMs: presence.markerTtlSec * 1000,
   });
 }
 
-export function presenceUsersBucketConfig(streams: StreamsConfig): Named {
+function presenceUsersBucketConfig(streams: StreamsConfig): Named {
   return kvBucketConfig(streams, names.presenceUsersBucket, "natter: each user's presence as contacts were last told (online, since, last seen)");
 }
 
-export function edgesBucketConfig(streams: StreamsConfig): Named {
+function edgesBucketConfig(streams: StreamsConfig): Named {
   return kvBucketConfig(streams, names.edgesBucket, "natter: edges serving clients (discovery), key <edge id>, per-key TTL", {
     markerTtlMs: EDGE_TOMBSTONE_TTL_S * 1000,
   });
 }
 
 /** The presence worker's durable consumer on the presence bucket's stream. */
-export function presenceConsumerConfig(streams: StreamsConfig): Partial<ConsumerConfig> & { durable_name: string } {
+function presenceConsumerConfig(streams: StreamsConfig): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: names.presenceConsumer,
     ack_policy: AckPolicy.Explicit,

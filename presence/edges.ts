@@ -8,7 +8,7 @@ import { z } from "zod";
 import { type Logger, NatterError } from "../core/index.ts";
 import { decodeJsonOrUndefined, edgeKey, encodeJson, kvKeySubject, names } from "../nats/index.ts";
 
-export const EdgeInfoSchema = z.object({
+const EdgeInfoSchema = z.object({
   id: z.string(),
   url: z.string(),
   region: z.string(),

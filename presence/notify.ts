@@ -6,7 +6,7 @@ import { z } from "zod";
 import { decodeJson, encodeJson, presenceSubject, type Topology } from "../nats/index.ts";
 import type { PresenceEntry } from "./worker.ts";
 
-export const PresenceEntrySchema = z.object({
+const PresenceEntrySchema = z.object({
   user: z.string(),
   online: z.boolean(),
   lastSeen: z.number().optional(),

@@ -30,7 +30,7 @@ export interface PresenceWorkerDeps {
 
 const CAS_ATTEMPTS = 20;
 
-export function entryOf(user: string, state: UserPresence | undefined, rev: number): PresenceEntry {
+function entryOf(user: string, state: UserPresence | undefined, rev: number): PresenceEntry {
   const online = state?.online ?? false;
   return { user, online, ...(!online && state?.lastSeen !== undefined ? { lastSeen: state.lastSeen } : {}), rev };
 }

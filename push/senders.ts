@@ -93,14 +93,14 @@ export class WebPushSender implements PushSender<WebPushSubscription> {
   }
 }
 
-export const WEBHOOK_HEADERS = {
+const WEBHOOK_HEADERS = {
   pushId: "Natter-Push-Id",
   timestamp: "Natter-Timestamp",
   signature: "Natter-Signature",
 } as const;
 
 /** `v1=<hex HMAC-SHA256 of "<timestamp>.<body>">` with the subscription's secret. */
-export function webhookSignature(secret: string, timestamp: string, body: string): string {
+function webhookSignature(secret: string, timestamp: string, body: string): string {
   return `v1=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`;
 }
 

@@ -41,7 +41,7 @@ type SubscriptionValue = z.infer<typeof SubscriptionValue>;
 export type WebPushSubscription = z.infer<typeof WebPushValue> & { id: string; user: string; revision: number };
 export type WebhookSubscription = z.infer<typeof WebhookValue> & { id: string; user: string; revision: number };
 export type Subscription = WebPushSubscription | WebhookSubscription;
-export type SubscriptionKind = Subscription["kind"];
+type SubscriptionKind = Subscription["kind"];
 
 /** What a device registers (the `push.register` frame). */
 export type RegisterInput =
@@ -63,8 +63,6 @@ export interface PushSubscriptionsOptions {
   log: Logger;
 }
 
-
-
 function decodeKey(value: string, bytes: number, field: string): Buffer {
   const buf = base64url.test(value) ? Buffer.from(value, "base64url") : Buffer.alloc(0);
   if (buf.length !== bytes) throw new NatterError("BAD_FRAME", `${field} must be ${bytes} bytes, URL-safe base64`);
@@ -72,7 +70,7 @@ function decodeKey(value: string, bytes: number, field: string): Buffer {
 }
 
 /** Checks a browser subscription's keys: p256dh a P-256 public point, auth 16 bytes. */
-export function checkWebPushKeys(keys: { p256dh: string; auth: string }): void {
+function checkWebPushKeys(keys: { p256dh: string; auth: string }): void {
   const point = decodeKey(keys.p256dh, 65, "keys.p256dh");
   decodeKey(keys.auth, 16, "keys.auth");
   try {
@@ -85,7 +83,7 @@ export function checkWebPushKeys(keys: { p256dh: string; auth: string }): void {
 }
 
 /** The subscription id of a target: the same for the same (user, kind, target). */
-export function subscriptionId(user: string, input: RegisterInput): string {
+function subscriptionId(user: string, input: RegisterInput): string {
   const target = input.kind === "webpush" ? input.endpoint : input.url;
   return `ps_${createHash("sha256").update(`${user}\n${input.kind}\n${target}`).digest("base64url").slice(0, 22)}`;
 }

@@ -81,7 +81,7 @@ export function hostOf(url: URL): string {
   return url.hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
 }
 
-export function isAllowedHost(host: string, policy: TargetPolicy): boolean {
+function isAllowedHost(host: string, policy: TargetPolicy): boolean {
   return policy.allowHosts.some((h) => h.toLowerCase() === host);
 }
 

@@ -12,7 +12,7 @@ const LEGACY_PUSH_CONSUMER = "push";
 const S = 1000;
 
 /** PUSH_<n>: push requests for the users of inbox shard n; a request goes once sent (work queue). */
-export function pushStreamConfig(streams: StreamsConfig, push: PushConfig, shard: number): Named {
+function pushStreamConfig(streams: StreamsConfig, push: PushConfig, shard: number): Named {
   return {
     name: names.pushStream(shard),
     description: "natter: push requests for recipients with no online device, one per (message, recipient)",
@@ -28,14 +28,14 @@ export function pushStreamConfig(streams: StreamsConfig, push: PushConfig, shard
   };
 }
 
-export function pushSubscriptionsBucketConfig(streams: StreamsConfig): Named {
+function pushSubscriptionsBucketConfig(streams: StreamsConfig): Named {
   return kvBucketConfig(streams, names.pushSubscriptionsBucket, "natter: push subscriptions, key <user>.<subscription id>", {
     markerTtlMs: SUBSCRIPTION_TOMBSTONE_TTL_S * S,
   });
 }
 
 /** One marker per (message, subscription); kept past the age after which a push is dropped anyway. */
-export function pushSentBucketConfig(streams: StreamsConfig, push: PushConfig): Named {
+function pushSentBucketConfig(streams: StreamsConfig, push: PushConfig): Named {
   return {
     ...kvBucketConfig(streams, names.pushSentBucket, "natter: push send markers, key <user>.<subscription id>.<stream>.<seq>"),
     max_age: nanos(2 * push.maxAgeSec * S),

@@ -39,7 +39,7 @@ export interface PushWorkerDeps {
 const CLAIM_MARGIN_MS = 5000;
 
 /** The push id of (message, subscription): opaque, stable, 32 URL-safe characters (a valid Web Push Topic). */
-export function pushIdOf(stream: string, seq: number, subscriptionId: string): string {
+function pushIdOf(stream: string, seq: number, subscriptionId: string): string {
   return createHash("sha256").update(`${stream}:${seq}:${subscriptionId}`).digest("base64url").slice(0, 32);
 }
 
@@ -51,7 +51,6 @@ export function retryDelay(settings: Pick<PushWorkerSettings, "retryBaseMs" | "r
 
 /** What became of one subscription's send. */
 type Delivery_ = { settled: true } | { settled: false; retryMs: number; reason: string; busy: boolean; kind: string };
-
 
 export class PushWorker {
   readonly #deps: PushWorkerDeps;

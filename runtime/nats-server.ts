@@ -32,7 +32,7 @@ export interface LaunchNatsServerOptions {
 }
 
 /** The ports file nats-server writes into `ports_file_dir`. */
-export interface NatsServerPorts {
+interface NatsServerPorts {
   nats: string[];
   monitoring: string[];
   cluster?: string[];
@@ -69,7 +69,7 @@ export class NatsServerLaunchError extends Error {
 const TAIL_LINES = 30;
 
 /** Appends `ports_file_dir` to a config text; exported for tests. */
-export function withPortsFileDir(configText: string, portsDir: string): string {
+function withPortsFileDir(configText: string, portsDir: string): string {
   return `${configText.trimEnd()}\n\n# added by the launcher\nports_file_dir: ${JSON.stringify(portsDir)}\n`;
 }
 

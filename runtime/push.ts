@@ -26,7 +26,7 @@ import type { Topology } from "../nats/index.ts";
 const KeyPair = z.object({ publicKey: z.string().min(1), privateKey: z.string().min(1) });
 
 /** The VAPID key pair: configured, or kept in the data folder (like the JWT secret) so browsers' subscriptions survive restarts. */
-export function vapidKeys(cfg: Config): VapidKeys {
+function vapidKeys(cfg: Config): VapidKeys {
   const { publicKey, privateKey, subject } = cfg.push.vapid;
   if (publicKey !== undefined || privateKey !== undefined) {
     if (publicKey === undefined || privateKey === undefined) {

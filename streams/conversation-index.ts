@@ -13,12 +13,10 @@ import { NatterError } from "../core/index.ts";
 const PAGE = 1000;
 /** Bound on a listing: 10,000 conversations per user. */
 const MAX_PAGES = 10;
-/** The most conversations a listing returns, so the most `edge.maxConversationsPerUser` may allow. */
-export const MAX_LISTED_CONVERSATIONS = PAGE * MAX_PAGES;
 /** Subjects per multi-last request (the server answers at most 1,024 messages per request). */
 export const MULTI_LAST_CHUNK = 256;
 
-export const IndexEntrySchema = z.object({
+const IndexEntrySchema = z.object({
   v: z.literal(1),
   /** Whether the user is a member now. */
   member: z.boolean(),

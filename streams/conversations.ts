@@ -10,7 +10,7 @@ import { checkId, NatterError } from "../core/index.ts";
 import type { ConversationIndex } from "./conversation-index.ts";
 import { MembershipEventSchema, type MembershipEvent } from "./messages.ts";
 
-export const MAX_GROUP_MEMBERS = 100;
+const MAX_GROUP_MEMBERS = 100;
 /** Contacts read per direct-get batch; a user's whole list is read in pages of this size. */
 const CONTACTS_PAGE = 1000;
 /** Bound on pages read for one user's contacts (100,000 contacts). */
@@ -32,7 +32,7 @@ export function dmConversationId(a: string, b: string): string {
   return `dm_${createHash("sha256").update(`${x}\n${y}`).digest("hex").slice(0, 40)}`;
 }
 
-export function newGroupId(): string {
+function newGroupId(): string {
   return `g_${randomBytes(16).toString("base64url")}`;
 }
 

@@ -2,11 +2,10 @@
 // receipts and the per-user conversation index, sending, the fan-out into inboxes, inbox reads and
 // the events history merges. Plumbing (names, codecs, topology, workers) is in nats/.
 export * from "./messages.ts";
-export { ConversationDirectory, dmConversationId, newGroupId, MAX_GROUP_MEMBERS, type Conversation } from "./conversations.ts";
-export { FanoutWorker, type FanoutDeps, type FannedOutMessage } from "./fanout.ts";
+export { ConversationDirectory, type Conversation } from "./conversations.ts";
+export { FanoutWorker, type FannedOutMessage } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
-export { ConversationIndex, mergeIndexEntry, type IndexEntry, type IndexUpdate } from "./conversation-index.ts";
-export { Receipts, UNREAD_EXACT, type ConversationSummary, type MarkInput, type MarkResult, type ReceiptState } from "./receipts.ts";
-export { MembershipTracker } from "./membership-tracker.ts";
+export { ConversationIndex } from "./conversation-index.ts";
+export { Receipts } from "./receipts.ts";

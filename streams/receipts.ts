@@ -20,7 +20,7 @@ import { ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema, t
 import { compareAndSet, conversationStreamOf, conversationSubject, decodeJson, encodeJson, membershipSubject, messageTtl, receiptSubject, type Topology } from "../nats/index.ts";
 
 /** Unread messages read (with payloads) per conversation to leave out the user's own. */
-export const UNREAD_EXACT = 100;
+const UNREAD_EXACT = 100;
 /** Conversations whose unread messages are counted at once. */
 const COUNT_CONCURRENCY = 16;
 

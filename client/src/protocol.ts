@@ -137,6 +137,7 @@ export const CLIENT_FRAME_TYPES = [
 export type ClientFrameType = (typeof CLIENT_FRAME_TYPES)[number];
 // Compiles only when every ClientFrame type is listed above; otherwise the error names the one missing.
 type NoneMissing<T extends never> = T;
+/** @public a compile-time check, not an API */
 export type UnlistedClientFrameType = NoneMissing<Exclude<ClientFrame["type"], ClientFrameType>>;
 
 /** Frames the server sends. A server may add frame types; the client ignores ones it does not know. */

@@ -6,7 +6,7 @@ import { NatterError } from "./errors.js";
 import type { Request } from "./requests.js";
 
 /** A typing signal is sent again at most this often per conversation (the server allows one per 2 s; it shows for 5 s). */
-export const TYPING_RESEND_MS = 3000;
+const TYPING_RESEND_MS = 3000;
 
 export class TypingSignals {
   readonly #wire: Pick<Wire, "state">;

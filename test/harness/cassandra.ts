@@ -24,7 +24,7 @@ import {
   terminate,
 } from "./processes.ts";
 
-export const CASSANDRA_ENV = "NATTER_TEST_CASSANDRA";
+const CASSANDRA_ENV = "NATTER_TEST_CASSANDRA";
 const LOCAL_DATA_CENTER = "datacenter1";
 
 /** What a test needs to connect; serialisable, handed from the global setup via provide/inject. */
@@ -289,7 +289,7 @@ export async function readCassandraState(): Promise<CassandraState | undefined> 
 }
 
 /** The Cassandra handed to this test run by the global setup. */
-export function cassandraEndpoint(): CassandraEndpoint {
+function cassandraEndpoint(): CassandraEndpoint {
   return inject("cassandra");
 }
 
@@ -357,7 +357,3 @@ export function useKeyspace(): KeyspaceHandle {
   };
 }
 
-/** Removes a state file and the folder of a server that is no longer running. */
-export async function clearCassandraState(): Promise<void> {
-  await fs.rm(cassandraStatePath(), { force: true });
-}

@@ -15,7 +15,7 @@ import { isCached } from "../../scripts/obtain.ts";
 import { testServersDir } from "./cassandra.ts";
 import { fileTail, freePorts, indent, isAlive, processStartTime, randomId, terminate } from "./processes.ts";
 
-export const MINIO_ENV = "NATTER_TEST_MINIO";
+const MINIO_ENV = "NATTER_TEST_MINIO";
 
 /** What a test needs to connect; serialisable, handed from the global setup via provide/inject. */
 export interface MinioEndpoint {
@@ -52,7 +52,7 @@ export function minioStatePath(): string {
 }
 
 /** Parses `http://user:password@host:port` into an endpoint. */
-export function parseMinioUrl(value: string): MinioEndpoint {
+function parseMinioUrl(value: string): MinioEndpoint {
   const url = new URL(value);
   const useSSL = url.protocol === "https:";
   return {
@@ -223,7 +223,7 @@ export async function readMinioState(): Promise<MinioState | undefined> {
 }
 
 /** The MinIO handed to this test run by the global setup. */
-export function minioEndpoint(): MinioEndpoint {
+function minioEndpoint(): MinioEndpoint {
   return inject("minio");
 }
 

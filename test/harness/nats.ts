@@ -164,7 +164,7 @@ export function useNats(opts: StartNatsOptions = {}): NatsHandle {
 // ---------------------------------------------------------------------------------------------
 // Clusters
 
-export interface NatsClusterNode {
+interface NatsClusterNode {
   readonly name: string;
   /** `nats://127.0.0.1:PORT` — the same across restart(). */
   readonly url: string;

@@ -69,7 +69,7 @@ export function recordProcess(pid: number, kind: ServerKind, dir: string): void 
   appendFileSync(pidsFile(runDir), `${JSON.stringify(entry)}\n`);
 }
 
-export async function recordedProcesses(runDir: string): Promise<RecordedProcess[]> {
+async function recordedProcesses(runDir: string): Promise<RecordedProcess[]> {
   let text: string;
   try {
     text = await fs.readFile(pidsFile(runDir), "utf8");

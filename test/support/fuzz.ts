@@ -5,7 +5,7 @@ import { z } from "zod";
 import { ClientFrame, HelloFrame } from "../../edge/protocol.ts";
 
 /** mulberry32: small, fast, good enough to pick mutations. */
-export function prng(seed: number): () => number {
+function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -42,8 +42,8 @@ function variants(s: Schema): Schema[] {
   return alts ? alts.flatMap(variants) : [s];
 }
 
-export const CLIENT_VARIANTS = variants(z.toJSONSchema(ClientFrame, { io: "input" }) as Schema);
-export const HELLO_SCHEMA = z.toJSONSchema(HelloFrame, { io: "input" }) as Schema;
+const CLIENT_VARIANTS = variants(z.toJSONSchema(ClientFrame, { io: "input" }) as Schema);
+const HELLO_SCHEMA = z.toJSONSchema(HelloFrame, { io: "input" }) as Schema;
 
 /** Inserted into every string a mutation makes up: an error message must never contain it. */
 export const MARKER = "zqx";
@@ -136,7 +136,7 @@ export type RawFrame = { data: Buffer | string; binary?: boolean };
  * What a mutation expects back. `close`: this close code and nothing else. `error`: an error frame
  * with one of these codes. `any`: any documented reply, error or close code (but never INTERNAL).
  */
-export type Expect = { close: number } | { error: string[] } | { any: true };
+type Expect = { close: number } | { error: string[] } | { any: true };
 
 export interface FuzzCase {
   kind: string;

@@ -5,7 +5,7 @@ import { createDecipheriv, createECDH, hkdfSync, randomBytes, type ECDH } from "
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 
-export interface ReceivedPush {
+interface ReceivedPush {
   path: string;
   at: number;
   headers: http.IncomingHttpHeaders;
