@@ -34,7 +34,7 @@ function conversationShard(t: Topology, convId: string): number {
   return stableHash(convId) % t.conversationShards;
 }
 
-export function inboxShard(t: Topology, userId: string): number {
+function inboxShard(t: Topology, userId: string): number {
   return stableHash(userId) % t.inboxShards;
 }
 

@@ -19,13 +19,20 @@ export interface NatterProcess {
   logLines(): { level: number; msg?: string; [k: string]: unknown }[];
   /** Resident set size now, in KiB. */
   rssKb(): number;
-  /** SIGINT, wait for the exit; SIGKILL of it and its nats-server if it does not go within 15 s. Removes the data folder. */
+  /** SIGINT, wait for the exit; SIGKILL of it and its nats-server if it does not go within 15 s. Removes the data folder unless it was given. */
   stop(): Promise<void>;
+  /** kill -9 of natter and of the nats-server it runs (the whole tree), as a power cut of the process would. */
+  kill(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  /** Start on this data folder (a restart); it is left in place by stop(). Default: a fresh temp folder, removed by stop(). */
+  dataDir?: string;
 }
 
 /** Starts `natter start --dev` with `env` over the defaults below; resolves once /readyz answers 200. */
-export async function spawnNatter(env: Record<string, string> = {}): Promise<NatterProcess> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "natter-proc-"));
+export async function spawnNatter(env: Record<string, string> = {}, opts: SpawnOptions = {}): Promise<NatterProcess> {
+  const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), "natter-proc-"));
   const [edge, nats, monitor, workers] = await freePorts(4);
   const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
     cwd: REPO_ROOT,
@@ -47,6 +54,17 @@ export async function spawnNatter(env: Record<string, string> = {}): Promise<Nat
   proc.stderr!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
   const url = `http://127.0.0.1:${edge}`;
+  const natsPid = () => {
+    const pidFile = path.join(dataDir, "nats", "nats-server.pid");
+    return existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8")) : 0;
+  };
+  const kill = async () => {
+    const nats = natsPid();
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    if (nats > 0 && isAlive(nats)) process.kill(nats, "SIGKILL");
+    await exited;
+    for (let i = 0; i < 100 && nats > 0 && isAlive(nats); i++) await new Promise((r) => setTimeout(r, 50));
+  };
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill("SIGINT");
@@ -54,12 +72,9 @@ export async function spawnNatter(env: Record<string, string> = {}): Promise<Nat
       if (done === "late") proc.kill("SIGKILL");
     }
     await exited;
-    const pidFile = path.join(dataDir, "nats", "nats-server.pid");
-    if (existsSync(pidFile)) {
-      const pid = Number(readFileSync(pidFile, "utf8"));
-      if (isAlive(pid)) process.kill(pid, "SIGKILL");
-    }
-    rmSync(dataDir, { recursive: true, force: true });
+    const nats = natsPid();
+    if (nats > 0 && isAlive(nats)) process.kill(nats, "SIGKILL");
+    if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
   };
   // Polled by hand: this also runs in hooks, where expect.poll is not available.
   const deadline = Date.now() + 60_000;
@@ -92,6 +107,7 @@ export async function spawnNatter(env: Record<string, string> = {}): Promise<Nat
       }),
     rssKb: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"))?.[1] ?? NaN),
     stop,
+    kill,
   };
 }
 
