@@ -7,12 +7,15 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../core/index.ts";
 import { parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
 import { deliverySubject, presenceSubject, type Topology } from "../nats/index.ts";
+import { PREV_HEADER } from "../streams/index.ts";
 
 export interface LiveItem {
   seq: number;
   /** Sequence of this user's previous inbox item (0 for the first). */
   prev: number;
   data: Uint8Array;
+  /** The item's list of the user's previous items (its `Natter-Prev` header), read only for a gap fill. */
+  chain: string | undefined;
   /** The device frame, encoded by the first session that delivers it and reused by the others. */
   frame?: Buffer;
 }
@@ -64,7 +67,7 @@ export class UserFeeds {
             this.#log.warn({ userId, subject: msg.subject }, "delivery without sequence headers; ignored");
             return;
           }
-          const item: LiveItem = { seq, prev, data: msg.data };
+          const item: LiveItem = { seq, prev, data: msg.data, chain: msg.headers?.get(PREV_HEADER) || undefined };
           for (const l of listeners) l(item);
         },
       });

@@ -4,7 +4,7 @@ import type { EdgeConfig } from "../config/index.ts";
 import type { Logger, MistakeLog } from "../core/index.ts";
 import type { DevicePresence } from "../presence/index.ts";
 import type { ImageService } from "../media/index.ts";
-import type { ConversationDirectory, InboxBounds, InboxItem, Receipts, SendInput, SendResult } from "../streams/index.ts";
+import type { ConversationDirectory, InboxBounds, InboxItem, PrevList, Receipts, SendInput, SendResult } from "../streams/index.ts";
 import type { TokenSettings } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
 import type { HistoryReader, PresenceView } from "./protocol.ts";
@@ -32,8 +32,8 @@ export interface SessionPresence {
 /** A user's inbox, read for catch-up and gap fills. */
 export interface InboxReader {
   bounds(user: string): Promise<InboxBounds>;
-  /** Items with after < seq ≤ until, in order. */
-  read(user: string, after: number, until: number): AsyncIterable<InboxItem>;
+  /** Items with after < seq ≤ until, in order; `next`: the chain of the item right after `until`, when known (a live item's). */
+  read(user: string, after: number, until: number, next?: PrevList | undefined): AsyncIterable<InboxItem>;
 }
 
 /** The live side: a user's inbox items as they are stored, and its contacts' presence changes. */

@@ -66,7 +66,7 @@ class FakeFeeds implements LiveFeeds {
   async flush(): Promise<void> {}
   /** A stored item as the inbox's republish delivers it: its sequence and the user's previous one. */
   emit(seq: number, prev: number): void {
-    this.listener?.({ seq, prev, data: encodeJson(entry(seq)) });
+    this.listener?.({ seq, prev, data: encodeJson(entry(seq)), chain: undefined });
   }
 }
 

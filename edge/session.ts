@@ -11,7 +11,7 @@
 import type { WebSocket, RawData } from "ws";
 import { asNatterError, CLOSE, type CloseKind, type Logger, NatterError } from "../core/index.ts";
 import type { DeviceHandle } from "../presence/index.ts";
-import type { InboxEntry } from "../streams/index.ts";
+import { decodePrev, type InboxEntry } from "../streams/index.ts";
 import { verifyToken } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
 import { inboxFrame, liveFrame } from "./frames.ts";
@@ -280,9 +280,13 @@ export class DeviceSession implements FrameContext {
     this.reply({ type: "welcome", v: PROTOCOL_VERSION, user: this.#user, device: this.#device, cursor, ...(heartbeatMs ? { heartbeatMs } : {}) });
   }
 
-  /** Sends inbox items after `last` up to `until`, waiting for the socket to drain as needed. */
-  async #replay(until: number): Promise<void> {
-    for await (const item of this.services.inbox.read(this.#user, this.#last, until)) {
+  /**
+   * Sends inbox items after `last` up to `until`, waiting for the socket to drain as needed.
+   * `next`: the live item right after `until`, whose chain leads to the items in between.
+   */
+  async #replay(until: number, next?: LiveItem): Promise<void> {
+    const chain = next?.chain !== undefined ? decodePrev(next.chain) : undefined;
+    for await (const item of this.services.inbox.read(this.#user, this.#last, until, chain)) {
       if (this.#state === "closed") return;
       await this.#drain();
       this.#deliver(item.seq, item.entry);
@@ -320,7 +324,7 @@ export class DeviceSession implements FrameContext {
       while (this.#pending.length > 0 && this.#state === "live") {
         const item = this.#pending.shift()!;
         if (item.seq <= this.#last) continue;
-        if (item.prev > this.#last) await this.#replay(item.seq - 1);
+        if (item.prev > this.#last) await this.#replay(item.seq - 1, item);
         if (this.#state !== "live") return;
         this.#deliverLive(item);
       }

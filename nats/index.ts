@@ -7,7 +7,7 @@ export { encodeJson, decodeJson, decodeJsonOrUndefined } from "./codec.ts";
 export { isWrongLastSequence, isNotFound } from "./errors.ts";
 export { compareAndSet } from "./cas.ts";
 export { kvOperation, scanFiltered } from "./jetstream.ts";
-export { JetStreamRequests } from "./requests.ts";
+export { JetStreamRequests, type Ack } from "./requests.ts";
 export { connectNats } from "./connection.ts";
 export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type Outcome } from "./worker.ts";
 export { DEAD_HEADERS } from "./dead-letter.ts";

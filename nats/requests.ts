@@ -24,6 +24,8 @@ export interface PublishOptions {
   ttl?: string | undefined;
   /** This request's deadline (TIMEOUT after it); default the requester's. */
   timeoutMs?: number | undefined;
+  /** More headers, natter's own (names chosen by natter, never a client's). */
+  headers?: Record<string, string> | undefined;
 }
 
 /** A direct get: the last message of a subject, or the message at a sequence. */
@@ -92,8 +94,9 @@ export class JetStreamRequests {
    */
   async publish(subject: string, data: Uint8Array, opts: PublishOptions = {}): Promise<Ack> {
     let h: MsgHdrs | undefined;
-    if (opts.msgID !== undefined || opts.expectLastSubjectSequence !== undefined || opts.ttl !== undefined) {
+    if (opts.msgID !== undefined || opts.expectLastSubjectSequence !== undefined || opts.ttl !== undefined || opts.headers !== undefined) {
       h = natsHeaders();
+      for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
       if (opts.msgID !== undefined) h.set("Nats-Msg-Id", opts.msgID);
       if (opts.expectLastSubjectSequence !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectLastSubjectSequence));
       if (opts.ttl !== undefined) h.set("Nats-TTL", opts.ttl);

@@ -121,7 +121,10 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         config: cfg.edge,
         tokens,
         publish: (input) => publishMessage(requests, topology, input),
-        inbox: { bounds: (user) => inboxBounds(jsm, topology, user), read: (user, after, until) => readInbox(jsm, topology, user, after, until) },
+        inbox: {
+          bounds: (user) => inboxBounds(jsm, topology, user),
+          read: (user, after, until, next) => readInbox({ requests, jsm }, topology, user, after, until, next),
+        },
         history: historyReader(store, jsm, topology),
         receipts: new Receipts(js, jsm, topology, conversationIndex),
         devTokens: cfg.auth.devTokens,

@@ -14,7 +14,8 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, type Metrics, NatterError } from "../core/index.ts";
-import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxSubject, JetStreamRequests, names, type Delivery, type Topology } from "../nats/index.ts";
+import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxStreamOf, inboxSubject, JetStreamRequests, names, type Delivery, type Topology } from "../nats/index.ts";
+import { InboxChains } from "./inbox-chain.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
 import type { ConversationDirectory } from "./conversations.ts";
 import { MembershipTracker } from "./membership-tracker.ts";
@@ -58,6 +59,7 @@ interface Event {
 export class FanoutWorker {
   readonly #deps: FanoutDeps;
   readonly #requests: JetStreamRequests;
+  readonly #chains: InboxChains;
   readonly #tracker: MembershipTracker;
   readonly #worker: ConsumerWorker<Event>;
   /** Inbox copies stored (tests, logs). */
@@ -66,6 +68,7 @@ export class FanoutWorker {
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
     this.#requests = new JetStreamRequests(deps.nc);
+    this.#chains = new InboxChains(this.#requests);
     this.#tracker = new MembershipTracker(deps.directory);
     const sources = Array.from({ length: deps.topology.conversationShards }, (_, shard) => ({ stream: names.conversationStream(shard), consumer: names.fanoutConsumer }));
     this.#worker = new ConsumerWorker<Event>(
@@ -102,7 +105,7 @@ export class FanoutWorker {
   }
 
   async #handle(batch: readonly Delivery<Event>[]): Promise<void> {
-    const copies: { subject: string; msgID: string; data: Uint8Array }[] = [];
+    const copies: { stream: string; subject: string; msgID: string; data: Uint8Array }[] = [];
     const index: IndexUpdate[] = [];
     const messages: FannedOutMessage[] = [];
     for (const d of batch) {
@@ -124,13 +127,14 @@ export class FanoutWorker {
       }
       const entry: InboxEntry = { ...ev, id: d.seq };
       const data = encodeJson(entry);
-      for (const user of recipients) copies.push({ subject: inboxSubject(this.#deps.topology, user), msgID: fanoutMsgId(d.stream, d.seq, user), data });
+      for (const user of recipients) copies.push({ stream: inboxStreamOf(this.#deps.topology, user), subject: inboxSubject(this.#deps.topology, user), msgID: fanoutMsgId(d.stream, d.seq, user), data });
     }
     // Copies leave in stream order on one connection (this loop is synchronous). Index writes
     // merge (order-free, idempotent) and push requests stand alone, so they go beside them.
     const { index: indexed, beside } = this.#deps;
     await Promise.all([
-      ...copies.map((c) => this.#requests.publish(c.subject, c.data, { msgID: c.msgID })),
+      // Appended to each user's chain in the order of this loop: one user's copies one at a time.
+      ...copies.map((c) => this.#chains.append(c.stream, c.subject, c.data, c.msgID)),
       ...(indexed ? index.map((u) => indexed.apply(u)) : []),
       ...(beside && messages.length > 0 ? [beside(messages)] : []),
     ]);

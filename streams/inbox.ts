@@ -1,7 +1,8 @@
 // Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/index.ts";
-import { decodeJson, inboxStreamOf, inboxSubject, isNotFound, type Topology } from "../nats/index.ts";
+import { decodeJson, inboxStreamOf, inboxSubject, isNotFound, type JetStreamRequests, type Topology } from "../nats/index.ts";
+import { CHAIN_LENGTH, decodePrev, PREV_HEADER, type PrevList } from "./inbox-chain.ts";
 import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 
 export interface InboxItem {
@@ -46,20 +47,143 @@ export function parseInboxEntry(data: Uint8Array): InboxEntry {
   return InboxEntrySchema.parse(decodeJson(data));
 }
 
+/** What reading an inbox needs: exact reads by sequence, and the batch reads of the fallback scan. */
+export interface InboxIo {
+  requests: JetStreamRequests;
+  jsm: JetStreamManager;
+}
+
+/** Exact reads in flight at once while catching a device up. */
+const READS_IN_FLIGHT = 32;
+/** Past this many items a catch-up reads by scanning (items are gathered in memory before they are sent). */
+const MAX_CHAINED_ITEMS = 5000;
+
 /**
- * Yields the user's inbox items with afterSeq < seq ≤ untilSeq, in order, in batches read with
- * direct gets (no consumer per device).
+ * Yields the user's inbox items with afterSeq < seq ≤ untilSeq, in order. The user's entries are
+ * found through the chain their headers form (streams/inbox-chain.ts) and read by sequence, so the
+ * cost follows how many items there are, not how many other users' entries lie between them: a
+ * read of the newest, one per CHAIN_LENGTH items, and the items themselves; plus a scan of the
+ * short stretch before an entry that was sent while others to the user were in flight, and of the
+ * part of the inbox written before chains. `next`: the list carried by the user's entry right after
+ * `untilSeq` (a live item), when known; otherwise the entry at `untilSeq` is read first.
  */
 export async function* readInbox(
-  jsm: JetStreamManager,
+  io: InboxIo,
   t: Topology,
   userId: string,
   afterSeq: number,
   untilSeq: number,
-  batch = 256,
+  next?: PrevList | undefined,
 ): AsyncGenerator<InboxItem> {
+  if (untilSeq <= afterSeq) return;
   const stream = inboxStreamOf(t, userId);
   const subject = inboxSubject(t, userId);
+  const inRange = (s: number) => s > afterSeq && s <= untilSeq;
+  const got = new Map<number, StoredMsg>();
+  const wanted = new Set<number>();
+  /** Stretches (lo, hi] to scan by subject. */
+  const scans: [number, number][] = [];
+  const read = async (seq: number): Promise<StoredMsg | null> => {
+    const sm = await exact(io.requests, stream, seq);
+    if (sm === null || sm.subject !== subject) return null;
+    got.set(seq, sm);
+    return sm;
+  };
+
+  // Walk the lists back to the cursor.
+  let list = next;
+  let owner = untilSeq + 1; // the entry whose list `list` is
+  if (list === undefined) {
+    const newest = await read(untilSeq);
+    if (newest === null) {
+      yield* scanInbox(io.jsm, stream, subject, afterSeq, untilSeq);
+      return;
+    }
+    wanted.add(untilSeq);
+    list = decodePrev(newest.header.get(PREV_HEADER) || undefined);
+    owner = untilSeq;
+  }
+  for (;;) {
+    if (list === undefined) {
+      scans.push([afterSeq, owner - 1]); // an entry from before chains: scan below it
+      break;
+    }
+    if (list.pending > 0) scans.push([list.seqs[0] ?? afterSeq, owner - 1]);
+    let reached = false;
+    for (const s of list.seqs) {
+      if (s <= afterSeq) {
+        reached = true;
+        break;
+      }
+      if (s <= untilSeq) wanted.add(s);
+    }
+    const oldest = list.seqs[list.seqs.length - 1];
+    if (reached || (!list.open && list.seqs.length < CHAIN_LENGTH)) break; // the cursor, or the user's first entry
+    if (list.open || oldest === undefined) {
+      scans.push([afterSeq, (oldest ?? owner) - 1]);
+      break;
+    }
+    if (wanted.size > MAX_CHAINED_ITEMS) {
+      yield* scanInbox(io.jsm, stream, subject, afterSeq, untilSeq);
+      return;
+    }
+    const entry = await read(oldest);
+    if (entry === null) {
+      scans.push([afterSeq, oldest - 1]);
+      break;
+    }
+    list = decodePrev(entry.header.get(PREV_HEADER) || undefined);
+    owner = oldest;
+  }
+
+  // Read the listed items by sequence (their headers may point at stretches to scan).
+  const toRead = [...wanted].filter((s) => !got.has(s));
+  for (let i = 0; i < toRead.length; i += READS_IN_FLIGHT) {
+    const window = toRead.slice(i, i + READS_IN_FLIGHT);
+    const msgs = await Promise.all(window.map(read));
+    // Never another user's entry, whatever a header says: a chain that leads elsewhere is a bug.
+    if (msgs.some((m) => m === null)) throw new NatterError("INTERNAL", `the inbox chain of ${subject} is broken`);
+  }
+  const gapOf = (sm: StoredMsg) => {
+    const l = decodePrev(sm.header.get(PREV_HEADER) || undefined);
+    if (l !== undefined && l.pending > 0) scans.push([l.seqs[0] ?? afterSeq, sm.seq - 1]);
+  };
+  for (const s of wanted) gapOf(got.get(s)!);
+  for (let k = 0; k < scans.length; k++) {
+    const [lo, hi] = scans[k]!;
+    const from = Math.max(lo, afterSeq);
+    const to = Math.min(hi, untilSeq);
+    if (to <= from) continue;
+    for await (const sm of scanStored(io.jsm, stream, subject, from, to)) {
+      if (wanted.has(sm.seq)) continue;
+      wanted.add(sm.seq);
+      got.set(sm.seq, sm);
+      gapOf(sm);
+    }
+  }
+  for (const seq of [...wanted].filter(inRange).sort((a, b) => a - b)) {
+    yield { seq, entry: parseInboxEntry(got.get(seq)!.data) };
+  }
+}
+
+async function exact(requests: JetStreamRequests, stream: string, seq: number): Promise<StoredMsg | null> {
+  try {
+    return await requests.directGet(stream, { seq });
+  } catch (err) {
+    throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
+  }
+}
+
+/**
+ * Items with afterSeq < seq ≤ untilSeq found by subject, in direct-get batches: for entries
+ * written before chains. The server scans the other users' entries in between.
+ */
+async function* scanInbox(jsm: JetStreamManager, stream: string, subject: string, afterSeq: number, untilSeq: number): AsyncGenerator<InboxItem> {
+  for await (const sm of scanStored(jsm, stream, subject, afterSeq, untilSeq)) yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+}
+
+/** Stored messages on `subject` with afterSeq < seq ≤ untilSeq, in order. */
+async function* scanStored(jsm: JetStreamManager, stream: string, subject: string, afterSeq: number, untilSeq: number, batch = 256): AsyncGenerator<StoredMsg> {
   let next = afterSeq + 1;
   while (next <= untilSeq) {
     let got = 0;
@@ -74,7 +198,7 @@ export async function* readInbox(
         got++;
         if (sm.seq > untilSeq) return;
         next = sm.seq + 1;
-        yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+        yield sm;
       }
     } catch (err) {
       // No item of this user after `next` (only other users' items follow in the shard): the
