@@ -28,6 +28,8 @@
 //      comes out near zero or negative): natter's RSS, settled 3 s, before and after 5,000 idle
 //      authenticated clients connect (u0…u4999, heartbeating), over 5,000; no forced GC.
 // After each traffic phase the bench waits up to 10 s for every accepted message's deliveries.
+// Over 400 lines on purpose: one workload, its checks and its three phases read top to bottom,
+// like the side-by-side driver it mirrors.
 // --quick: 50 clients, 5 s windows, 2 s warm-ups, 500 connections for the idle figure.
 // Both bench and natter hold a descriptor per socket: too low a `ulimit -n` stops the run at once.
 //
