@@ -12,7 +12,9 @@ import type { Topology } from "../nats/index.ts";
 import type { ConversationDirectory, Receipts } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { TokenSettings } from "./auth.ts";
+import { EdgeAdmission } from "./admission.ts";
 import { UserFeeds } from "./feeds.ts";
+import { UserBudgets } from "./limits.ts";
 import type { HistoryReader } from "./protocol.ts";
 import { devTokenRoutes } from "./routes/dev-token.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
@@ -84,6 +86,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
   const mistakes = new MistakeLog(log);
+  const admission = new EdgeAdmission(config, log);
   const services: SessionServices = {
     directory: deps.directory,
     publish: deps.publish,
@@ -99,6 +102,8 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     typing: new TypingFeeds(deps.nc, deps.topology, log),
     log,
     mistakes,
+    budgets: new UserBudgets(config),
+    hellos: admission,
   };
   const app = Fastify({ loggerInstance: log.child({}, { level: "warn" }) as FastifyBaseLogger, bodyLimit: 16 * 1024 });
 
@@ -116,7 +121,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens });
   await app.register(pushRoutes, { push: deps.push });
   await app.register(discoveryRoutes, { discovery: deps.discovery });
-  await app.register(socketRoutes, { services, sessions, draining: isDraining, mistakes, log });
+  await app.register(socketRoutes, { services, sessions, admission, draining: isDraining, mistakes, log });
 
   const edge: Edge = {
     app,
@@ -148,6 +153,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       await registration?.close();
       await deps.presence?.devices.close();
       mistakes.flush();
+      admission.flush();
     },
     connections: () => sessions.size,
     get id() {
