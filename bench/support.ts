@@ -36,7 +36,10 @@ export interface BenchNode {
   stop(): Promise<void>;
 }
 
-/** `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz. */
+/**
+ * `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz. The
+ * defaults turn the daily quota off: a benchmark's few senders send a day's worth in seconds.
+ */
 export async function startBenchNode(env: Record<string, string> = {}): Promise<BenchNode> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
   const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -52,6 +55,8 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
       NATTER_WORKERS__HTTP_PORT: String(workers),
       NATTER_LOG__LEVEL: "warn",
       NATTER_LOG__PRETTY: "false",
+      NATTER_QUOTA__MESSAGES_PER_DAY: "0",
+      NATTER_QUOTA__STORED_BYTES_PER_DAY: "0",
       ...env,
     },
     stdio: ["ignore", "inherit", "inherit"],

@@ -82,6 +82,22 @@ const StreamsSchema = z.strictObject({
    * waiting messages together, and the window decides how many wait.
    */
   persisterMaxAckPending: int(1, 100_000).default(4096),
+  /**
+   * JetStream file storage natter's streams and buckets may fill, in bytes, shared out by kind
+   * (docs/operations.md, "Storage bounds"). It is reserved on the server: keep it under the
+   * nats-server's max_file_store (20 GB in the shipped configuration).
+   */
+  storageBytes: int(64 * 1024 * 1024, 2 ** 50).default(16 * 1024 ** 3),
+});
+
+const QuotaSchema = z.strictObject({
+  /** Messages one user may send per UTC day, on all its devices and edges; one more is refused QUOTA_EXCEEDED. 0: no quota. */
+  messagesPerDay: int(0, 100_000_000).default(20_000),
+  /**
+   * Bytes one user's messages may store per UTC day: each message's text times the members of its
+   * conversation (every member's inbox keeps a copy). 0: no quota.
+   */
+  storedBytesPerDay: int(0, 2 ** 50).default(256 * 1024 * 1024),
 });
 
 const AuthSchema = z.strictObject({
@@ -289,6 +305,7 @@ export const ConfigSchema = z.strictObject({
   streams: StreamsSchema.prefault({}),
   auth: AuthSchema.prefault({}),
   edge: EdgeSchema.prefault({}),
+  quota: QuotaSchema.prefault({}),
   store: StoreSchema.prefault({ kind: "sqlite" }),
   blobs: BlobsSchema.prefault({ kind: "fs" }),
   images: ImagesSchema.prefault({}),
@@ -302,6 +319,7 @@ export type Config = z.output<typeof ConfigSchema>;
 export type CassandraStoreConfig = z.output<typeof CassandraStoreSchema>;
 export type BlobsConfig = Config["blobs"];
 export type EdgeConfig = Config["edge"];
+export type QuotaConfig = Config["quota"];
 export type StreamsConfig = Config["streams"];
 export type PresenceConfig = Config["presence"];
 export type PushConfig = Config["push"];

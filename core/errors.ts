@@ -44,8 +44,10 @@ export const ERRORS = {
   PUSH_DISABLED: { status: 404, temporary: false, message: "push notifications are not enabled on this server" },
   // Limits
   RATE_LIMITED: { status: 429, temporary: true, message: "too many requests" },
+  QUOTA_EXCEEDED: { status: 429, temporary: false, message: "the daily quota is used up" },
   TOO_MANY_CONNECTIONS: { status: 429, temporary: true, message: "the user has the maximum number of connections" },
   // Infrastructure
+  STORAGE_FULL: { status: 507, temporary: true, message: "the server's storage for messages is full; retry later with the same cid" },
   UNAVAILABLE: { status: 503, temporary: true, message: "service temporarily unavailable" },
   TIMEOUT: { status: 504, temporary: true, message: "timed out" },
   INTERNAL: { status: 500, temporary: true, message: "internal error" },

@@ -38,7 +38,10 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   send: async (ctx, f) => {
     const { services: s } = ctx;
     if ([...f.text].length > s.edge.maxTextChars) throw new NatterError("TEXT_TOO_LARGE", `text exceeds ${s.edge.maxTextChars} characters`);
-    await s.directory.requireMember(f.conv, ctx.user);
+    const c = await s.directory.requireMember(f.conv, ctx.user);
+    // What this message stores: its text in every member's inbox (the daily quota counts it).
+    const stored = Buffer.byteLength(f.text) * c.members.length;
+    await s.quota?.check(ctx.user, stored);
     // Attached (recorded as shared in this conversation) before the message exists: no recipient
     // ever sees an image it may not fetch.
     let images: ImageRef[] | undefined;
@@ -47,6 +50,7 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
       images = await s.images.attach(ctx.user, f.conv, f.images);
     }
     const r = await s.publish({ conv: f.conv, from: ctx.user, device: ctx.device, cid: f.cid, text: f.text, images });
+    if (!r.duplicate) s.quota?.add(ctx.user, stored);
     ctx.reply({ type: "ack", ref: f.ref, conv: f.conv, cid: f.cid, id: r.id, dup: r.duplicate });
   },
 

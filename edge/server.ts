@@ -55,6 +55,8 @@ export interface EdgeDeps {
   push?: SessionPush | undefined;
   /** Images: POST /images, GET /images/<id>/<variant>, and images in sends (absent: not served). */
   images?: ImageService | undefined;
+  /** Each user's daily quota of sends (absent: none). */
+  quota?: SessionServices["quota"];
 }
 
 export interface Edge {
@@ -99,6 +101,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     push: deps.push,
     images: deps.images,
     receipts: deps.receipts,
+    quota: deps.quota,
     typing: new TypingFeeds(deps.nc, deps.topology, log),
     log,
     mistakes,

@@ -33,6 +33,12 @@ export interface SessionPresence {
   onlineDevices(user: string): Promise<string[]>;
 }
 
+/** The daily quota as a send uses it: a check before, a count after a message is stored. */
+interface SendQuota {
+  check(user: string, storedBytes: number): Promise<void>;
+  add(user: string, storedBytes: number): void;
+}
+
 /** A user's inbox, read for catch-up and gap fills. */
 export interface InboxReader {
   bounds(user: string): Promise<InboxBounds>;
@@ -73,6 +79,8 @@ export interface SessionServices {
   log: Logger;
   /** Client mistakes (bad frames, bad tokens): counted and logged at warn at most once per interval. */
   mistakes: MistakeLog;
+  /** Each user's daily quota of sends (absent: none). */
+  quota?: SendQuota | undefined;
   /** The per-user budgets of this edge: every frame is charged to its user. */
   budgets: UserBudgets;
   /** Hellos in progress on this edge: bounded (admission.ts). */

@@ -17,6 +17,8 @@ const JsErrorCode = {
   StreamStoreFailed: 10077,
   /** A message over the stream's `max_msg_size`. */
   StreamMessageExceedsMaximum: 10054,
+  /** Creating or growing a stream would reserve more storage than the server or account has. */
+  StorageResourcesExceeded: 10047,
   /** A per-message TTL on a stream that does not allow them. */
   StreamMessageTtlDisabled: 10166,
 } as const;
@@ -35,4 +37,14 @@ export function isWrongLastSequence(err: unknown): boolean {
 export function isNotFound(err: unknown): boolean {
   const e = err as { status?: unknown; code?: unknown; message?: unknown } | undefined;
   return e?.status === 404 || e?.code === 404 || jsErrorCode(err) === JsErrorCode.NoMessageFound || /no message found/i.test(String(e?.message));
+}
+
+/** A publish refused because the stream is at its byte limit (discard new). */
+export function isStreamFull(err: unknown): boolean {
+  return jsErrorCode(err) === JsErrorCode.StreamStoreFailed;
+}
+
+/** A stream's byte limit cannot be reserved: the server's (or account's) storage is promised away. */
+export function isStorageExhausted(err: unknown): boolean {
+  return jsErrorCode(err) === JsErrorCode.StorageResourcesExceeded;
 }

@@ -4,7 +4,7 @@
 // and the one consumer-worker base every worker runs on (worker.ts). It knows NATS, not chat.
 export * from "./subjects.ts";
 export { encodeJson, decodeJson, decodeJsonOrUndefined } from "./codec.ts";
-export { isWrongLastSequence, isNotFound } from "./errors.ts";
+export { isWrongLastSequence, isNotFound, isStreamFull } from "./errors.ts";
 export { compareAndSet } from "./cas.ts";
 export { kvOperation, scanFiltered } from "./jetstream.ts";
 export { JetStreamRequests, type Ack } from "./requests.ts";
@@ -12,4 +12,15 @@ export { connectNats } from "./connection.ts";
 export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type Outcome } from "./worker.ts";
 export { DEAD_HEADERS } from "./dead-letter.ts";
 export { consumerLagGauge } from "./consumer-lag.ts";
-export { ensureTopology, expectedStreams, topologyOf, kvBucketConfig, upsertStream, upsertConsumer, workerConsumerConfig } from "./topology.ts";
+export {
+  CONVERSATION_RESERVE,
+  ensureTopology,
+  expectedStreams,
+  topologyOf,
+  kvBucketConfig,
+  streamMaxBytes,
+  upsertStream,
+  upsertConsumer,
+  workerConsumerConfig,
+} from "./topology.ts";
+export { streamUsageGauge } from "./stream-usage.ts";

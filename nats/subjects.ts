@@ -77,6 +77,8 @@ export const names = {
   pushSubscriptionsBucket: "push-subs",
   /** KV bucket of send markers, one per (message, subscription): key `<user>.<subscription id>.<stream>.<seq>`. */
   pushSentBucket: "push-sent",
+  /** KV bucket of each user's sends per day (streams/quota.ts): key `<user>.<yyyymmdd>`, kept 2 days. */
+  quotaBucket: "quota",
   /** The stream behind a KV bucket. */
   kvStream: (bucket: string) => `KV_${bucket}`,
   kvStreamSubjects: (bucket: string) => `$KV.${bucket}.>`,

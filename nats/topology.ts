@@ -12,6 +12,8 @@ import {
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { StreamsConfig } from "../config/index.ts";
+import { NatterError } from "../core/index.ts";
+import { isStorageExhausted } from "./errors.ts";
 import { names, type Topology } from "./subjects.ts";
 
 export function topologyOf(cfg: StreamsConfig): Topology {
@@ -19,6 +21,26 @@ export function topologyOf(cfg: StreamsConfig): Topology {
 }
 
 const S = 1000;
+
+/**
+ * The parts of `streams.storageBytes` each kind of stream may fill (docs/operations.md, "Storage
+ * bounds"); a sharded kind splits its part between its shards. Every KV bucket gets `bucket`
+ * (natter has at most ten); the rest is slack.
+ */
+const STORAGE_SHARES = { conversations: 0.35, inboxes: 0.4, deadLetters: 0.05, push: 0.05, bucket: 0.01 } as const;
+
+/** The byte limit of one stream of `kind` (of one shard, for the sharded kinds). */
+export function streamMaxBytes(cfg: StreamsConfig, kind: keyof typeof STORAGE_SHARES): number {
+  const shards = kind === "conversations" ? cfg.conversationShards : kind === "inboxes" || kind === "push" ? cfg.inboxShards : 1;
+  return Math.floor((cfg.storageBytes * STORAGE_SHARES[kind]) / shards);
+}
+
+/**
+ * What a conversation stream keeps free for membership events and receipts: chat sends are
+ * refused (STORAGE_FULL) once the rest is used, so a stream full of messages never stops a
+ * member from being added, removed or reading.
+ */
+export const CONVERSATION_RESERVE = 0.1;
 
 function conversationStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamConfig> & { name: string } {
   return {
@@ -33,7 +55,9 @@ function conversationStreamConfig(cfg: StreamsConfig, shard: number): Partial<St
     max_age: 0,
     allow_msg_ttl: true,
     duplicate_window: nanos(cfg.duplicateWindowSec * S),
-    discard: DiscardPolicy.Old,
+    // Full means full: a message the persister may not have written yet is never pushed out.
+    max_bytes: streamMaxBytes(cfg, "conversations"),
+    discard: DiscardPolicy.New,
     allow_direct: true,
   };
 }
@@ -49,6 +73,8 @@ function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamCon
     max_age: nanos(cfg.inboxMaxAgeSec * S),
     // Fan-out redeliveries are deduplicated by (stream, seq, user) for as long as a redelivery can happen.
     duplicate_window: nanos(Math.min(cfg.duplicateWindowSec, cfg.inboxMaxAgeSec) * S),
+    // Inbox items are copies: when full, the oldest go (a device behind them gets a reset).
+    max_bytes: streamMaxBytes(cfg, "inboxes"),
     discard: DiscardPolicy.Old,
     allow_direct: true,
     republish: { src: names.inboxRepublishSource(shard), dest: names.inboxRepublishDest(shard) },
@@ -65,6 +91,9 @@ export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig
     num_replicas: cfg.replicas,
     max_age: nanos(30 * 24 * 3600 * S),
     duplicate_window: nanos(cfg.duplicateWindowSec * S),
+    // When full the oldest dead letters go: the dead-letter alert fires long before.
+    max_bytes: streamMaxBytes(cfg, "deadLetters"),
+    discard: DiscardPolicy.Old,
     allow_direct: true,
   };
 }
@@ -83,12 +112,20 @@ export function workerConsumerConfig(cfg: StreamsConfig, durable: string): Parti
 
 export async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {
-    await jsm.streams.info(config.name);
-  } catch {
-    await jsm.streams.add(config);
-    return;
+    let exists = true;
+    await jsm.streams.info(config.name).catch(() => (exists = false));
+    if (exists) await jsm.streams.update(config.name, config);
+    else await jsm.streams.add(config);
+  } catch (err) {
+    if (isStorageExhausted(err)) {
+      throw new NatterError(
+        "CONFIG_INVALID",
+        `stream ${config.name} needs ${config.max_bytes} bytes of JetStream file storage and the server has no more to reserve: lower streams.storageBytes or raise the nats-server's max_file_store`,
+        { cause: err },
+      );
+    }
+    throw err;
   }
-  await jsm.streams.update(config.name, config);
 }
 
 export async function upsertConsumer(
@@ -129,6 +166,8 @@ export function kvBucketConfig(cfg: StreamsConfig, bucket: string, description: 
     num_replicas: cfg.replicas,
     max_msgs_per_subject: opts.history ?? 1,
     max_msg_size: -1,
+    // Full: new keys are refused (values are state, not history), in this bucket only.
+    max_bytes: streamMaxBytes(cfg, "bucket"),
     discard: DiscardPolicy.New,
     allow_direct: true,
     allow_rollup_hdrs: true,
@@ -146,6 +185,11 @@ function userConversationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig
   return kvBucketConfig(cfg, names.userConversationsBucket, "natter: each user's conversations, key <user>.<conversation> -> membership and read state");
 }
 
+/** A day's count per user; a key lives two days after its last write, so yesterday's is gone by tomorrow. */
+function quotaBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return { ...kvBucketConfig(cfg, names.quotaBucket, "natter: each user's sends per UTC day, key <user>.<yyyymmdd>"), max_age: nanos(2 * 24 * 3600 * S) };
+}
+
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
 export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
   for (let shard = 0; shard < cfg.conversationShards; shard++) {
@@ -160,6 +204,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
   await upsertStream(jsm, contactsBucketConfig(cfg));
   await upsertStream(jsm, userConversationsBucketConfig(cfg));
+  await upsertStream(jsm, quotaBucketConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -170,5 +215,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   out.push(names.deadLetterStream);
   out.push(names.kvStream(names.contactsBucket));
   out.push(names.kvStream(names.userConversationsBucket));
+  out.push(names.kvStream(names.quotaBucket));
   return out;
 }

@@ -3,7 +3,7 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { PushConfig, StreamsConfig } from "../config/index.ts";
-import { kvBucketConfig, names, upsertConsumer, upsertStream, workerConsumerConfig } from "../nats/index.ts";
+import { kvBucketConfig, names, streamMaxBytes, upsertConsumer, upsertStream, workerConsumerConfig } from "../nats/index.ts";
 import { SUBSCRIPTION_TOMBSTONE_TTL_S } from "./subscriptions.ts";
 
 type Named = Partial<StreamConfig> & { name: string };
@@ -24,6 +24,8 @@ function pushStreamConfig(streams: StreamsConfig, push: PushConfig, shard: numbe
     // A dispatcher redelivery queues nothing twice (msg id of (stream, seq, user)); past the
     // window the send ledger still stops a second send.
     duplicate_window: nanos(Math.min(streams.duplicateWindowSec, push.maxAgeSec) * S),
+    // When full the oldest requests go: a push that late is stale anyway.
+    max_bytes: streamMaxBytes(streams, "push"),
     discard: DiscardPolicy.Old,
   };
 }
@@ -39,6 +41,8 @@ function pushSentBucketConfig(streams: StreamsConfig, push: PushConfig): Named {
   return {
     ...kvBucketConfig(streams, names.pushSentBucket, "natter: push send markers, key <user>.<subscription id>.<stream>.<seq>"),
     max_age: nanos(2 * push.maxAgeSec * S),
+    // Markers only stop a second send: when full the oldest go rather than pushes failing.
+    discard: DiscardPolicy.Old,
   };
 }
 

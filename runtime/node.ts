@@ -12,7 +12,7 @@ import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topolo
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
 import { DevicePresence, EdgeRegistry, ensurePresenceBuckets, NatsKvPresence, presenceOf, presenceStreams } from "../presence/index.ts";
 import { ensurePushTopology, pushStreams } from "../push/index.ts";
-import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, readInbox, Receipts } from "../streams/index.ts";
+import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, QuotaLedger, readInbox, Receipts, StorageGuard } from "../streams/index.ts";
 import { startEmbeddedNats } from "./embedded-nats.ts";
 import { startPush, type PushNode } from "./push.ts";
 import { readinessOf } from "./readiness.ts";
@@ -113,6 +113,11 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
     let images: ImageService | undefined;
     let url = "";
     if (cfg.edge.enabled) {
+      const storage = new StorageGuard(jsm, topology, log.child({ component: "storage" }));
+      await storage.start();
+      cleanups.push(async () => storage.stop());
+      const quota = new QuotaLedger(requests, cfg.quota, log.child({ component: "quota" }));
+      cleanups.push(() => quota.close());
       images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
       const e = await createEdge({
         nc,
@@ -120,7 +125,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         topology,
         config: cfg.edge,
         tokens,
-        publish: (input) => publishMessage(requests, topology, input),
+        publish: (input) => publishMessage(requests, topology, input, storage),
         inbox: {
           bounds: (user) => inboxBounds(jsm, topology, user),
           read: (user, after, until, next) => readInbox({ requests, jsm }, topology, user, after, until, next),
@@ -136,6 +141,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         discovery: { registry: new EdgeRegistry({ js, jsm, ttlSec: cfg.discovery.ttlSec, log: log.child({ component: "discovery" }) }), results: cfg.discovery.results },
         images,
         push: push?.edge,
+        quota,
       });
       url = await e.listen();
       cleanups.push(() => e.close());

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import type { Logger, Metrics } from "../core/index.ts";
 import { OrphanSweeper } from "../media/index.ts";
-import { consumerLagGauge, names, type Topology } from "../nats/index.ts";
+import { consumerLagGauge, names, streamUsageGauge, type Topology } from "../nats/index.ts";
 import { Persister, type Store, type BlobStore } from "../persistence/index.ts";
 import { natsDeviceCounter, natsNotifier, PresenceWorker, type PresenceStore } from "../presence/index.ts";
 import type { PushDispatcher } from "../push/index.ts";
@@ -73,6 +73,7 @@ export async function startWorkers(cfg: Config, d: WorkersDeps): Promise<() => P
       }),
     );
   }
+  streamUsageGauge(metrics, d.jsm);
   consumerLagGauge(metrics, d.jsm, () => {
     const out: { stream: string; consumer: string }[] = [];
     for (let shard = 0; shard < cfg.streams.conversationShards; shard++) {

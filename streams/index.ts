@@ -7,6 +7,8 @@ export { FanoutWorker, type FannedOutMessage } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { decodePrev, PREV_HEADER, type PrevList } from "./inbox-chain.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
+export { StorageGuard } from "./storage-guard.ts";
+export { QuotaLedger } from "./quota.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
 export { ConversationIndex } from "./conversation-index.ts";
 export { Receipts } from "./receipts.ts";

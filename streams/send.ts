@@ -1,9 +1,8 @@
 // Publishing a client's message into its conversation stream. Idempotent: the msg id is
 // derived from (sender, client message id), so a retry on any edge within the stream's
 // duplicate window returns the same id and stores nothing new.
-import type { JetStreamRequests } from "../nats/index.ts";
 import { NatterError } from "../core/index.ts";
-import { conversationSubject, encodeJson, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
+import { conversationSubject, encodeJson, isStreamFull, type JetStreamRequests, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
 import type { ConversationMessage, ImageRef } from "./messages.ts";
 
 export interface SendInput {
@@ -24,12 +23,19 @@ export interface SendResult {
   ts: number;
 }
 
-export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput): Promise<SendResult> {
+/** Refuses a message its conversation stream has no room for (StorageGuard). */
+interface RoomCheck {
+  admit(conv: string, bytes: number): void;
+}
+
+export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput, room?: RoomCheck): Promise<SendResult> {
   const ts = Date.now();
   const { images, ...rest } = input;
   const msg: ConversationMessage = { v: 1, type: "msg", ...rest, ts, ...(images !== undefined && images.length > 0 ? { images } : {}) };
+  const data = encodeJson(msg);
+  room?.admit(input.conv, data.length);
   try {
-    const ack = await requests.publish(conversationSubject(t, input.conv), encodeJson(msg), {
+    const ack = await requests.publish(conversationSubject(t, input.conv), data, {
       msgID: sendMsgId(input.from, input.cid),
       ttl: messageTtl(t).ttl,
       timeoutMs: 5000,
@@ -37,6 +43,7 @@ export async function publishMessage(requests: JetStreamRequests, t: Topology, i
     return { id: ack.seq, duplicate: ack.duplicate, ts };
   } catch (err) {
     if (err instanceof NatterError) throw err;
+    if (isStreamFull(err)) throw new NatterError("STORAGE_FULL", undefined, { cause: err });
     throw new NatterError("UNAVAILABLE", "could not store the message; retry with the same cid", { cause: err });
   }
 }

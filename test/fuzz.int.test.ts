@@ -100,6 +100,8 @@ beforeAll(async () => {
   natter = await spawnNatter({ NATTER_EDGE__BAD_FRAMES_PER_MINUTE: "10000", NATTER_LOG__LEVEL: "info" });
 }, 90_000);
 afterAll(async () => {
+  // A natter that died mid-run: what it said last is the first thing to read.
+  if (natter && natter.proc.exitCode !== null) console.error(`natter exited ${natter.proc.exitCode} during the fuzz:\n${natter.output().slice(-6000)}`);
   await natter?.stop();
 });
 
@@ -159,7 +161,9 @@ describe("protocol fuzz against a running edge", () => {
     })();
 
     const rss: number[] = [natter.rssKb()];
-    const sampler = setInterval(() => rss.push(natter.rssKb()), 250);
+    const sampler = setInterval(() => {
+      if (natter.proc.exitCode === null) rss.push(natter.rssKb());
+    }, 250);
     const logLinesBefore = natter.logLines().length;
     let frames = 0;
     try {

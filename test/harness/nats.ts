@@ -40,7 +40,8 @@ function defaultLog(): ((line: string) => void) | undefined {
   return process.env.NATTER_TEST_NATS_LOG ? (line) => console.error(line) : undefined;
 }
 
-const JETSTREAM_LIMITS = "max_memory_store: 268435456\n  max_file_store: 4294967296";
+// Room for natter's default reservations (streams.storageBytes, 16 GiB, reserved not written).
+const JETSTREAM_LIMITS = "max_memory_store: 268435456\n  max_file_store: 34359738368";
 
 /** The nats-server binary obtained by scripts/obtain.ts; a clear error if it is missing. */
 export async function natsServerBinary(): Promise<string> {
