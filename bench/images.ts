@@ -8,6 +8,7 @@
 // generation does not count in this process's peak RSS. Last line:
 //   images: count=… upload_to_delivered_ms_p50=… thumb_ms_p50=… peak_rss_mb=…
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
         dataDir,
         log: { level: "warn" },
         nats: { servers: [nats.url] },
-        auth: { jwtSecret: "bench-secret-bench-secret-bench-secret-01" },
+        auth: { jwtSecret: randomBytes(32).toString("base64url") },
         edge: { port: 0 },
         workers: { httpPort: 0 },
         blobs,
