@@ -1,6 +1,7 @@
 // What one socket may do, and how fast (docs/protocol.md, "Limits"): stored writes (sends,
 // receipts, push registrations) share a token bucket per device; bad frames have their own, past
-// which the socket is closed (4429); typing signals are limited per conversation. Handlers ask
+// which the socket is closed (4429); typing signals are limited per conversation, token
+// refreshes per socket. Handlers ask
 // here before they do work; a refusal is a typed, temporary RATE_LIMITED.
 import type { EdgeConfig } from "../config/index.ts";
 import { NatterError } from "../core/index.ts";
@@ -32,12 +33,17 @@ export class TokenBucket {
   }
 }
 
+/** `token` frames a socket may send at once, and then one per this many seconds: a client needs one per token lifetime. */
+const TOKEN_FRAMES_BURST = 3;
+const TOKEN_FRAME_INTERVAL_S = 10;
+
 /** Conversations whose last typing signal is remembered per socket before old ones are dropped. */
 const TYPING_REMEMBERED = 64;
 
 export class SocketLimits {
   readonly #writes: TokenBucket;
   readonly #badFrames: TokenBucket;
+  readonly #tokenFrames: TokenBucket;
   /** When this device last sent a typing signal, per conversation. */
   readonly #typingAt = new Map<string, number>();
   readonly #now: () => number;
@@ -46,6 +52,14 @@ export class SocketLimits {
     this.#now = now;
     this.#writes = new TokenBucket(edge.sendsPerSecond, edge.sendsPerSecond * 2, now);
     this.#badFrames = new TokenBucket(edge.badFramesPerMinute / 60, edge.badFramesPerMinute, now);
+    this.#tokenFrames = new TokenBucket(1 / TOKEN_FRAME_INTERVAL_S, TOKEN_FRAMES_BURST, now);
+  }
+
+  /** A `token` frame (a signature check and a revocation read): RATE_LIMITED past 3 at once, then one per 10 s. */
+  tokenFrame(): void {
+    if (!this.#tokenFrames.take()) {
+      throw new NatterError("RATE_LIMITED", `at most ${TOKEN_FRAMES_BURST} token frames at once, then one every ${TOKEN_FRAME_INTERVAL_S} s`);
+    }
   }
 
   /** A stored write (send, receipt, push registration): RATE_LIMITED past `edge.sendsPerSecond`. */

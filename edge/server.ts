@@ -12,6 +12,7 @@ import type { Topology } from "../nats/index.ts";
 import type { ConversationDirectory, Receipts } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { TokenSettings } from "./auth.ts";
+import type { Revocations } from "./revocations.ts";
 import { UserFeeds } from "./feeds.ts";
 import type { HistoryReader } from "./protocol.ts";
 import { devTokenRoutes } from "./routes/dev-token.ts";
@@ -38,6 +39,8 @@ export interface EdgeDeps {
   topology: Topology;
   config: EdgeConfig;
   tokens: TokenSettings;
+  /** Revoked tokens: checked at hello, on refresh and on HTTP requests; sockets of a user revoked live are closed 4401. */
+  revocations: Revocations;
   history: HistoryReader;
   /** Receipts, unread counts and the conversation list (`receipt`, `receipts`, `convs`). */
   receipts: Receipts;
@@ -91,6 +94,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     feeds: new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined }),
     edge: config,
     tokens: deps.tokens,
+    revocations: deps.revocations,
     history: deps.history,
     presence: deps.presence,
     push: deps.push,
@@ -113,10 +117,14 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   await app.register(healthRoutes, { readiness: deps.readiness, draining: isDraining });
   if (deps.devTokens) await app.register(devTokenRoutes, { tokens: deps.tokens });
   await app.register(pageRoutes);
-  if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens });
+  if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens, revocations: deps.revocations });
   await app.register(pushRoutes, { push: deps.push });
   await app.register(discoveryRoutes, { discovery: deps.discovery });
   await app.register(socketRoutes, { services, sessions, draining: isDraining, mistakes, log });
+  // A revocation closes the user's sockets on this edge that run on a revoked token.
+  const unwatchRevocations = deps.revocations.watch((user, notBefore) => {
+    for (const s of sessions) if (s.user === user) s.revoke(notBefore);
+  });
 
   const edge: Edge = {
     app,
@@ -143,6 +151,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     },
     async close() {
       await edge.drain();
+      unwatchRevocations();
       for (const s of sessions) s.close("GOING_AWAY");
       await app.close();
       await registration?.close();

@@ -6,6 +6,7 @@ import type { DevicePresence } from "../presence/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { ConversationDirectory, InboxBounds, InboxItem, PrevList, Receipts, SendInput, SendResult } from "../streams/index.ts";
 import type { TokenSettings } from "./auth.ts";
+import type { RevocationCheck } from "./revocations.ts";
 import type { LiveItem } from "./feeds.ts";
 import type { HistoryReader, PresenceView } from "./protocol.ts";
 import type { TypingSignal } from "./typing.ts";
@@ -57,6 +58,8 @@ export interface SessionServices {
   feeds: LiveFeeds;
   edge: EdgeConfig;
   tokens: TokenSettings;
+  /** Revoked tokens: checked at hello and on every `token` frame. */
+  revocations: RevocationCheck;
   history: HistoryReader;
   presence?: SessionPresence | undefined;
   /** Push subscriptions (`push.register`, `push.remove`); absent when push is off. */

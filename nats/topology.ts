@@ -146,6 +146,10 @@ function userConversationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig
   return kvBucketConfig(cfg, names.userConversationsBucket, "natter: each user's conversations, key <user>.<conversation> -> membership and read state");
 }
 
+function revocationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return kvBucketConfig(cfg, names.revocationsBucket, "natter: token revocations, key <user> -> tokens of the user issued before notBefore are refused");
+}
+
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
 export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
   for (let shard = 0; shard < cfg.conversationShards; shard++) {
@@ -160,6 +164,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
   await upsertStream(jsm, contactsBucketConfig(cfg));
   await upsertStream(jsm, userConversationsBucketConfig(cfg));
+  await upsertStream(jsm, revocationsBucketConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -170,5 +175,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   out.push(names.deadLetterStream);
   out.push(names.kvStream(names.contactsBucket));
   out.push(names.kvStream(names.userConversationsBucket));
+  out.push(names.kvStream(names.revocationsBucket));
   return out;
 }

@@ -6,7 +6,7 @@ import { jetstream, type JetStreamClient, type JetStreamManager, jetstreamManage
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import { createMetrics, type Logger, NatterError } from "../core/index.ts";
-import { createEdge, type Edge, type TokenSettings } from "../edge/index.ts";
+import { createEdge, type Edge, Revocations, type TokenSettings } from "../edge/index.ts";
 import { ensureImageBuckets, ImageService, imageStreams } from "../media/index.ts";
 import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topologyOf } from "../nats/index.ts";
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
@@ -120,6 +120,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         topology,
         config: cfg.edge,
         tokens,
+        revocations: new Revocations({ nc, js, jsm, log: log.child({ component: "auth" }), maxTokenAgeSec: cfg.auth.maxTokenAgeSec }),
         publish: (input) => publishMessage(requests, topology, input),
         inbox: {
           bounds: (user) => inboxBounds(jsm, topology, user),
