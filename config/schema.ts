@@ -238,8 +238,16 @@ const ImagesSchema = z.strictObject({
   orphanAfterSec: int(1, 30 * DAY_S).default(DAY_S),
   /** How long a presigned GET URL of an image is valid (seconds; S3 blobs only). */
   urlTtlSec: int(1, 7 * DAY_S).default(300),
-  /** Uploads decoded at once per edge; up to 8× this many more are read or wait, beyond that RATE_LIMITED. */
+  /** Uploads decoded at once per edge (each in its own child process); up to 8× this many more are read or wait, beyond that RATE_LIMITED. */
   maxConcurrent: int(1, 64).default(2),
+  /** Uploads one user may have in progress on an edge (read, waiting or processed); more: RATE_LIMITED. */
+  maxUploadsPerUser: int(1, 64).default(4),
+  /** An upload's body must average at least this many bytes per second since it began, checked from 5 s on; slower: cut with UPLOAD_TIMEOUT. */
+  uploadMinBytesPerSec: int(1, 1024 * 1024 * 1024).default(8 * 1024),
+  /** An upload's whole body must arrive within this time (seconds); later: cut with UPLOAD_TIMEOUT. */
+  uploadTimeoutSec: int(1, 3600).default(300),
+  /** Decoding, re-encoding and the thumbnail of one image must finish within this time (seconds); the child process is killed past it (IMAGE_TIMEOUT). */
+  processTimeoutSec: int(1, 600).default(30),
 });
 
 const WorkersSchema = z.strictObject({

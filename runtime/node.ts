@@ -113,7 +113,9 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
     let images: ImageService | undefined;
     let url = "";
     if (cfg.edge.enabled) {
-      images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
+      const imageService = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
+      cleanups.push(() => imageService.close());
+      images = imageService;
       const e = await createEdge({
         nc,
         directory,

@@ -57,6 +57,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesDeps> = async (scope, de
       const image = await images.upload(user, req.headers["content-type"], req.body as Readable);
       return reply.code(201).send({ image });
     } catch (err) {
+      // A body cut for its pace is not read further: answer, and close the connection behind it.
+      if (err instanceof NatterError && err.code === "UPLOAD_TIMEOUT") void reply.header("connection", "close");
       if (reply.getHeader("connection") !== "close") await discard(req.body, maxBytes * 4).catch(() => undefined);
       throw err;
     }
