@@ -3,16 +3,20 @@
 // (Unix seconds, `iat < notBefore`) is refused from then on. Edges read the key at every hello,
 // token refresh and HTTP request, and learn of a new revocation live: a KV write is a message on
 // the key's subject, `$KV.revocations.<user>`, which every edge also subscribes to with core NATS
-// to close that user's sockets whose token is revoked (4401). A deleted key (`nats kv del`)
-// lifts the revocation.
+// to close that user's sockets whose token is revoked (4401). Core NATS delivers to connected
+// subscribers only: after a reconnect (or a slow-consumer drop) the edge reads the whole bucket
+// again, so a revocation written meanwhile still closes its sockets. A deleted key
+// (`nats kv del`) lifts the revocation.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { MsgHdrs, NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { type Logger, NatterError } from "../core/index.ts";
-import { decodeJson, encodeJson, isNotFound, names, revocationKeySubject, revocationsFilter } from "../nats/index.ts";
+import { decodeJson, encodeJson, isNotFound, names, revocationKeySubject, revocationsFilter, scanFiltered } from "../nats/index.ts";
 import type { TokenClaims } from "./auth.ts";
 
 const TIMEOUT_MS = 5000;
+/** A catch-up reads the bucket in pages of this many keys. */
+const SCAN_PAGE = 256;
 const Revocation = z.object({ v: z.literal(1), notBefore: z.number().int().nonnegative(), at: z.number() });
 type Revocation = z.infer<typeof Revocation>;
 
@@ -93,10 +97,23 @@ export class Revocations implements RevocationCheck {
 
   /**
    * Tells `onRevoked` of every revocation written from now on, as it is written (core NATS on the
-   * bucket's subjects). Returns the unsubscribe.
+   * bucket's subjects), and of every one in the bucket after a reconnect (all at once): users and
+   * their notBefore. Returns the unsubscribe.
    */
-  watch(onRevoked: (user: string, notBefore: number) => void): () => void {
+  watch(onRevoked: (revoked: ReadonlyMap<string, number>) => void): () => void {
     const prefix = revocationsFilter().slice(0, -1);
+    const learn = (values: ReadonlyMap<string, Revocation | undefined>) => {
+      const revoked = new Map<string, number>();
+      for (const [user, r] of values) {
+        if (r === undefined) {
+          this.#known.delete(user);
+          continue;
+        }
+        this.#remember(user, r.notBefore);
+        revoked.set(user, r.notBefore);
+      }
+      if (revoked.size > 0) onRevoked(revoked);
+    };
     const sub = this.#nc.subscribe(revocationsFilter(), {
       callback: (err, msg) => {
         if (err) {
@@ -105,16 +122,32 @@ export class Revocations implements RevocationCheck {
         }
         const user = msg.subject.slice(prefix.length);
         const r = parse(msg.data, msg.headers);
-        if (r === undefined) {
-          this.#known.delete(user);
-          return;
-        }
-        this.#remember(user, r.notBefore);
-        this.#log.info({ user, notBefore: r.notBefore }, "tokens revoked");
-        onRevoked(user, r.notBefore);
+        if (r !== undefined) this.#log.info({ user, notBefore: r.notBefore }, "tokens revoked");
+        learn(new Map([[user, r]]));
       },
     });
-    return () => sub.unsubscribe();
+    let watching = true;
+    void (async () => {
+      for await (const s of this.#nc.status()) {
+        if (!watching) return;
+        if (s.type !== "reconnect" && s.type !== "slowConsumer") continue;
+        try {
+          // The last value of each key: a key rewritten during the scan is met twice.
+          const latest = new Map<string, Revocation | undefined>();
+          for await (const sm of scanFiltered(this.#jsm, names.kvStream(names.revocationsBucket), revocationsFilter(), { page: SCAN_PAGE, maxPages: 100_000 })) {
+            latest.set(sm.subject.slice(prefix.length), parse(sm.data, sm.header));
+          }
+          learn(latest);
+          this.#log.debug({ revocations: latest.size }, "revocations read again after a reconnect");
+        } catch (err) {
+          this.#log.warn({ err }, "could not read the revocations after a reconnect");
+        }
+      }
+    })();
+    return () => {
+      watching = false;
+      sub.unsubscribe();
+    };
   }
 }
 

@@ -122,8 +122,11 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   await app.register(discoveryRoutes, { discovery: deps.discovery });
   await app.register(socketRoutes, { services, sessions, draining: isDraining, mistakes, log });
   // A revocation closes the user's sockets on this edge that run on a revoked token.
-  const unwatchRevocations = deps.revocations.watch((user, notBefore) => {
-    for (const s of sessions) if (s.user === user) s.revoke(notBefore);
+  const unwatchRevocations = deps.revocations.watch((revoked) => {
+    for (const s of sessions) {
+      const notBefore = revoked.get(s.user);
+      if (notBefore !== undefined) s.revoke(notBefore);
+    }
   });
 
   const edge: Edge = {

@@ -1,23 +1,35 @@
 // Tokens on a real node: `exp`, `sub` and `iat` required and a maximum age (4401 on the socket,
 // 401 over HTTP); at expiry a socket is told `token.expired` and closed 4401 unless it sends a
 // fresh token of its user within the grace; `natter revoke` (the command itself) refuses the
-// user's older tokens at hello and over HTTP and closes the user's open sockets 4401; an empty
+// user's older tokens at hello and over HTTP and closes the user's open sockets 4401 (also on an
+// edge that was cut off from NATS when it was written, once it is back); an empty
 // edge.allowedOrigins lets in the edge's own host only; `natter start --dev` refuses to serve
 // development tokens on a public address.
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { SignJWT } from "jose";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { WebSocket } from "ws";
 import { REPO_ROOT } from "../config/index.ts";
+import { silentLogger } from "../core/logger.ts";
+import { Revocations } from "../edge/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp-proxy.ts";
 import { TestClient } from "./support/ws-client.ts";
 
 const GRACE_SEC = 2;
 const MAX_AGE_SEC = 3600;
 const nats = useNats();
-const node = useNode(() => testConfig(nats.url, { auth: { jwtSecret: TEST_SECRET, tokenTtlSec: 600, maxTokenAgeSec: MAX_AGE_SEC, expiryGraceSec: GRACE_SEC } }));
+const auth = { jwtSecret: TEST_SECRET, tokenTtlSec: 600, maxTokenAgeSec: MAX_AGE_SEC, expiryGraceSec: GRACE_SEC };
+const node = useNode(() => testConfig(nats.url, { auth }));
+// A second node whose NATS connection goes through a proxy the test can cut.
+let natsProxy: TcpProxy;
+beforeAll(async () => {
+  natsProxy = await startTcpProxy(nats.url);
+  return () => natsProxy.close();
+});
+const cutOff = useNode(() => testConfig(`nats://127.0.0.1:${new URL(natsProxy.url).port}`, { auth, workers: { enabled: false } }));
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -131,6 +143,20 @@ describe("natter revoke", () => {
     const renewed = await signed({ sub: "rev_a", iat: notBefore, exp: notBefore + 600 });
     expect((await connect(renewed)).frames[0]).toMatchObject({ type: "welcome", user: "rev_a" });
     expect(await httpAs(renewed)).toEqual([404, "IMAGE_NOT_FOUND"]);
+  });
+
+  it("closes a socket on an edge that was cut off from NATS when the revocation was written, once it is back", async () => {
+    const token = await signed({ sub: "rev_lost", iat: now(), exp: now() + 600 });
+    const c = await TestClient.connect(cutOff.url, { token, device: "d" });
+    onTestFinished(() => c.close());
+    natsProxy.cut();
+    // Written while that edge cannot hear it.
+    const n = node.node;
+    await new Revocations({ nc: n.nc, js: n.js, jsm: n.jsm, log: silentLogger(), maxTokenAgeSec: MAX_AGE_SEC }).revoke("rev_lost", now() + 1);
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+    natsProxy.restore();
+    expect((await c.closed).code).toBe(4401);
+    expect(c.frames.at(-1)).toMatchObject({ type: "error", code: "UNAUTHENTICATED", message: expect.stringContaining("revoked") });
   });
 });
 
