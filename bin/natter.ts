@@ -85,6 +85,11 @@ async function main(): Promise<void> {
       }
       try {
         const ttl = values.ttl ? Number(values.ttl) : undefined;
+        if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0 && ttl <= cfg.auth.maxTokenAgeSec)) {
+          // A longer token would be refused once older than auth.maxTokenAgeSec, whatever its exp.
+          process.stderr.write(`natter token: --ttl must be whole seconds, 1 to auth.maxTokenAgeSec (${cfg.auth.maxTokenAgeSec})\n`);
+          process.exit(2);
+        }
         process.stdout.write(`${await mintToken(tokenSettings(cfg), user, ttl)}\n`);
       } catch (err) {
         fail(undefined, err);
