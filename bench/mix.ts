@@ -4,8 +4,9 @@
 //
 // It starts a single-node natter (`natter start --dev`: its own process, with its embedded
 // nats-server, on free ports, in a temp folder) with NATTER_EDGE__SENDS_PER_SECOND=10000, the
-// schema's maximum: eight sender sockets carry every send, and this measures throughput, not the
-// per-device send limit (50/s by default).
+// schema's maximum, and NATTER_EDGE__MAX_IN_FLIGHT_PER_SOCKET=64: eight sender sockets carry every
+// send, up to 32 in flight each, and this measures throughput, not the per-user send limit (50/s
+// by default) or the in-flight bound (16).
 //
 // Users: receivers u0…u{C-1} (device "d") and senders s0…s7, one socket each; raw `ws` clients,
 // hello without cursor, a ping every welcome.heartbeatMs. Sender i % 8 opens a 1:1 with u<i>;
@@ -73,7 +74,7 @@ const CONNECT_BATCH = 100;
 const PAD = "x".repeat(64);
 const GROUPS = CLIENTS / GROUP_SIZE;
 /** Throughput, not the send limit: the schema's maximum (default 50/s per device). */
-const NODE_ENV = { NATTER_EDGE__SENDS_PER_SECOND: "10000" };
+const NODE_ENV = { NATTER_EDGE__SENDS_PER_SECOND: "10000", NATTER_EDGE__MAX_IN_FLIGHT_PER_SOCKET: "64" };
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 /** The soft limit on open files (`ulimit -n`): natter and the bench each hold a descriptor per socket. */

@@ -138,8 +138,24 @@ const EdgeSchema = z.strictObject({
   helloTimeoutMs: int(100, 60_000).default(5000),
   /** Bytes buffered for a slow socket before it is closed with "resume from your cursor". */
   maxBufferedBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
-  /** Sends per second per device (token bucket, burst = 2×). */
+  /**
+   * Each user's budget, in sends per second (token bucket, burst 2×), shared by all its devices
+   * on all edges; every frame type costs a share of a send (docs/protocol.md, "Limits").
+   */
   sendsPerSecond: int(1, 10_000).default(50),
+  /** Frames of one socket being handled at once; one more is refused RATE_LIMITED. */
+  maxInFlightPerSocket: int(1, 1000).default(16),
+  /** Connections of one user (this edge's sockets, and its devices online on other edges); one more is closed 4503. */
+  maxConnectionsPerUser: int(1, 1000).default(10),
+  /**
+   * Sockets this edge holds; one more is closed 4503 with a retry hint. 0: as many as the process's
+   * open-file limit leaves room for (less 512 for everything else).
+   */
+  maxConnections: int(0, 10_000_000).default(0),
+  /** Sockets from one remote address that have not said hello yet (0: no cap; behind a proxy, raise it or set 0). */
+  maxPendingPerAddress: int(0, 1_000_000).default(100),
+  /** Hellos handled at once (token, subscriptions, catch-up); one more is closed 4503 with a jittered retry hint. */
+  maxHellosInProgress: int(1, 100_000).default(128),
   /**
    * Conversations one user may be a member of (1:1 and groups); opening, creating or being added
    * to one more is refused with TOO_MANY_CONVERSATIONS. At most 10,000: what a listing returns.

@@ -46,6 +46,7 @@ export const ERRORS = {
   PUSH_DISABLED: { status: 404, temporary: false, message: "push notifications are not enabled on this server" },
   // Limits
   RATE_LIMITED: { status: 429, temporary: true, message: "too many requests" },
+  TOO_MANY_CONNECTIONS: { status: 429, temporary: true, message: "the user has the maximum number of connections" },
   // Infrastructure
   UNAVAILABLE: { status: 503, temporary: true, message: "service temporarily unavailable" },
   TIMEOUT: { status: 504, temporary: true, message: "timed out" },
@@ -61,18 +62,22 @@ export class NatterError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly temporary: boolean;
+  /** For a refusal under load: when the client may try again (ms; jittered by whoever refused). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message ?? ERRORS[code].message, options);
     this.name = "NatterError";
     this.code = code;
     this.status = ERRORS[code].status;
     this.temporary = ERRORS[code].temporary;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   /** What a client may see: never the cause. */
-  toClient(): { code: ErrorCode; message: string; temporary: boolean } {
-    return { code: this.code, message: this.message, temporary: this.temporary };
+  toClient(): { code: ErrorCode; message: string; temporary: boolean; retryAfterMs?: number } {
+    const c = { code: this.code, message: this.message, temporary: this.temporary };
+    return this.retryAfterMs === undefined ? c : { ...c, retryAfterMs: this.retryAfterMs };
   }
 }
 
@@ -96,6 +101,7 @@ export const CLOSE = {
   SLOW_CONSUMER: { code: 4409, reconnect: true, reason: "too slow: resume from your cursor" },
   UNSUPPORTED_VERSION: { code: 4426, reconnect: false, reason: "unsupported protocol version" },
   RATE_LIMITED: { code: 4429, reconnect: true, reason: "too many bad frames" },
+  /** Also an edge full or busy, or a user with too many connections: the error frame before it says when to retry. */
   UNAVAILABLE: { code: 4503, reconnect: true, reason: "service unavailable" },
 } as const;
 

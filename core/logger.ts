@@ -45,17 +45,20 @@ export function silentLogger(): Logger {
 /**
  * Client mistakes (bad frames, bad tokens, oversize messages) are a client's problem, not the
  * server's: each is counted by code, and the counts are logged at warn at most once per
- * interval, so no client can flood the log.
+ * interval, so no client can flood the log. Refusals under load are counted the same way
+ * (another `what`).
  */
 export class MistakeLog {
   readonly #log: Logger;
   readonly #intervalMs: number;
+  readonly #what: string;
   #counts = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(log: Logger, intervalMs = 10_000) {
+  constructor(log: Logger, intervalMs = 10_000, what = "client mistakes (bad frames, bad tokens)") {
     this.#log = log;
     this.#intervalMs = intervalMs;
+    this.#what = what;
   }
 
   note(code: string): void {
@@ -70,6 +73,6 @@ export class MistakeLog {
     if (this.#counts.size === 0) return;
     const counts = Object.fromEntries(this.#counts);
     this.#counts = new Map();
-    this.#log.warn({ counts, intervalMs: this.#intervalMs }, "client mistakes (bad frames, bad tokens) in the last interval");
+    this.#log.warn({ counts, intervalMs: this.#intervalMs }, `${this.#what} in the last interval`);
   }
 }

@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { CLOSE, ERRORS, LIBRARY_CLOSE_CODES } from "../core/errors.ts";
 import { CLIENT_FRAME_TYPES } from "../edge/protocol.ts";
-import { DOCUMENTED_CLOSE_CODES, DOCUMENTED_ERRORS, PROTOCOL_DOC } from "../test/support/protocol-doc.ts";
+import { FRAME_COSTS } from "../edge/limits.ts";
+import { DOCUMENTED_CLOSE_CODES, DOCUMENTED_ERRORS, DOCUMENTED_FRAME_COSTS, PROTOCOL_DOC } from "../test/support/protocol-doc.ts";
 
 describe("docs/protocol.md", () => {
   it.each(Object.keys(ERRORS))("documents error %s in the Errors table", (code) => {
@@ -17,6 +18,9 @@ describe("docs/protocol.md", () => {
   );
   it.each([...CLIENT_FRAME_TYPES])("documents the %s frame", (type) => {
     expect(PROTOCOL_DOC).toContain(`\`${type}\``);
+  });
+  it("states every frame's cost as the edge charges it", () => {
+    expect(DOCUMENTED_FRAME_COSTS).toEqual(FRAME_COSTS);
   });
   it("documents no error code natter does not have", () => {
     expect([...DOCUMENTED_ERRORS].filter((c) => !(c in ERRORS))).toEqual([]);

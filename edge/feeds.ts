@@ -2,10 +2,11 @@
 // connection). The inbox stream republishes every stored item on the user's delivery subject with
 // its sequence and the previous sequence of the same user, so each device sees a gap at once.
 // Next to it, when presence is on, a subscription to the user's presence subject: contacts'
-// presence changes (ephemeral, core NATS only).
+// presence changes (ephemeral, core NATS only), and the count of the user's own online devices
+// (a `Natter-Devices` header, never passed to clients).
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../core/index.ts";
-import { parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
+import { DEVICES_HEADER, parsePresenceEntry, type PresenceEntry } from "../presence/index.ts";
 import { deliverySubject, presenceSubject, type Topology } from "../nats/index.ts";
 import { PREV_HEADER } from "../streams/index.ts";
 
@@ -22,13 +23,17 @@ export interface LiveItem {
 
 type Listener = (item: LiveItem) => void;
 type PresenceListener = (entry: PresenceEntry) => void;
+type DevicesListener = (count: number) => void;
 
 export class UserFeeds {
   readonly #nc: NatsConnection;
   readonly #topology: Topology;
   readonly #log: Logger;
   readonly #presence: boolean;
-  readonly #feeds = new Map<string, { sub: Subscription; presenceSub: Subscription | undefined; listeners: Set<Listener>; presenceListeners: Set<PresenceListener> }>();
+  readonly #feeds = new Map<
+    string,
+    { sub: Subscription; presenceSub: Subscription | undefined; listeners: Set<Listener>; presenceListeners: Set<PresenceListener>; devicesListeners: Set<DevicesListener> }
+  >();
 
   constructor(nc: NatsConnection, topology: Topology, log: Logger, opts: { presence?: boolean } = {}) {
     this.#nc = nc;
@@ -38,18 +43,26 @@ export class UserFeeds {
   }
 
   /**
-   * Calls `listener` for each live inbox item of `userId`, and `onPresence` for each presence
-   * change of its contacts, until the returned detach is called.
+   * Calls `listener` for each live inbox item of `userId`, `onPresence` for each presence change
+   * of its contacts, and `onDevices` with the count of its online devices whenever it changes,
+   * until the returned detach is called.
    */
-  attach(userId: string, listener: Listener, onPresence?: PresenceListener): () => void {
+  attach(userId: string, listener: Listener, onPresence?: PresenceListener, onDevices?: DevicesListener): () => void {
     let feed = this.#feeds.get(userId);
     if (!feed) {
       const listeners = new Set<Listener>();
       const presenceListeners = new Set<PresenceListener>();
+      const devicesListeners = new Set<DevicesListener>();
       const presenceSub = this.#presence
         ? this.#nc.subscribe(presenceSubject(this.#topology, userId), {
             callback: (err, msg) => {
               if (err) return;
+              const devices = msg.headers?.get(DEVICES_HEADER);
+              if (devices) {
+                const n = Number(devices);
+                if (Number.isSafeInteger(n) && n >= 0) for (const l of devicesListeners) l(n);
+                return;
+              }
               const entry = parsePresenceEntry(msg.data);
               if (entry) for (const l of presenceListeners) l(entry);
             },
@@ -71,15 +84,17 @@ export class UserFeeds {
           for (const l of listeners) l(item);
         },
       });
-      feed = { sub, presenceSub, listeners, presenceListeners };
+      feed = { sub, presenceSub, listeners, presenceListeners, devicesListeners };
       this.#feeds.set(userId, feed);
     }
     const f = feed;
     f.listeners.add(listener);
     if (onPresence) f.presenceListeners.add(onPresence);
+    if (onDevices) f.devicesListeners.add(onDevices);
     return () => {
       f.listeners.delete(listener);
       if (onPresence) f.presenceListeners.delete(onPresence);
+      if (onDevices) f.devicesListeners.delete(onDevices);
       if (f.listeners.size === 0 && this.#feeds.get(userId) === f) {
         this.#feeds.delete(userId);
         f.sub.unsubscribe();

@@ -50,7 +50,6 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   send: async (ctx, f) => {
     const { services: s } = ctx;
     if ([...f.text].length > s.edge.maxTextChars) throw new NatterError("TEXT_TOO_LARGE", `text exceeds ${s.edge.maxTextChars} characters`);
-    ctx.limits.write("sends");
     await s.directory.requireMember(f.conv, ctx.user);
     // Attached (recorded as shared in this conversation) before the message exists: no recipient
     // ever sees an image it may not fetch.
@@ -89,7 +88,6 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   receipt: async (ctx, f) => {
     if (f.read === undefined && f.delivered === undefined) throw new NatterError("BAD_FRAME", "receipt: give read, delivered or both");
     // A receipt is a stored event fanned out to every member: it counts as a send.
-    ctx.limits.write("receipts");
     const r = await ctx.services.receipts.mark({ conv: f.conv, user: ctx.user, device: ctx.device, read: f.read, delivered: f.delivered });
     ctx.reply({ type: "receipt", ref: f.ref, conv: r.conv, id: r.id, user: r.user, delivered: r.delivered, read: r.read });
   },
@@ -119,8 +117,6 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   "push.register": async (ctx, f) => {
     const { push } = ctx.services;
     if (!push) throw new NatterError("PUSH_DISABLED");
-    // A stored write: it counts as a send.
-    ctx.limits.write("requests");
     const target: PushTarget = f.kind === "webpush" ? { kind: "webpush", endpoint: f.endpoint, keys: f.keys } : { kind: "webhook", url: f.url };
     const r = await push.register(ctx.user, ctx.device, target);
     ctx.reply({ type: "push.registered", ref: f.ref, id: r.id, kind: r.kind, ...(r.secret !== undefined ? { secret: r.secret } : {}) });

@@ -170,7 +170,7 @@ export type ServerFrame =
   | { type: "presence"; ref?: string | undefined; users: PresenceView[] }
   | { type: "push.registered"; ref?: string | undefined; id: string; kind: "webpush" | "webhook"; secret?: string | undefined }
   | { type: "push.removed"; ref?: string | undefined; id: string; removed: boolean }
-  | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean };
+  | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean; retryAfterMs?: number };
 
 /** A conversation in the `convs` reply. */
 interface ConvSummaryView extends ConvView {
@@ -196,9 +196,6 @@ export type HistoryReader = (conv: string, query: { before?: number | undefined;
 
 /** Nesting deeper than this is refused before parsing: no frame of the protocol goes past 3. */
 export const MAX_FRAME_DEPTH = 8;
-
-/** Frames that arrive before `welcome` (right behind `hello`) wait at most this many; later ones get RATE_LIMITED. */
-export const MAX_EARLY_FRAMES = 32;
 
 /**
  * True when `text` nests arrays/objects deeper than `max` (strings skipped). Linear, no

@@ -12,9 +12,11 @@ import type { Topology } from "../nats/index.ts";
 import type { ConversationDirectory, Receipts } from "../streams/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { TokenSettings } from "./auth.ts";
-import type { Revocations } from "./revocations.ts";
+import { EdgeAdmission } from "./admission.ts";
 import { UserFeeds } from "./feeds.ts";
+import { UserBudgets } from "./limits.ts";
 import type { HistoryReader } from "./protocol.ts";
+import type { Revocations } from "./revocations.ts";
 import { devTokenRoutes } from "./routes/dev-token.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
 import { healthRoutes, type Readiness } from "./routes/health.ts";
@@ -87,6 +89,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
   const mistakes = new MistakeLog(log);
+  const admission = new EdgeAdmission(config, log);
   const services: SessionServices = {
     directory: deps.directory,
     publish: deps.publish,
@@ -103,6 +106,8 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     typing: new TypingFeeds(deps.nc, deps.topology, log),
     log,
     mistakes,
+    budgets: new UserBudgets(config),
+    hellos: admission,
   };
   const app = Fastify({ loggerInstance: log.child({}, { level: "warn" }) as FastifyBaseLogger, bodyLimit: 16 * 1024 });
 
@@ -120,7 +125,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens, revocations: deps.revocations });
   await app.register(pushRoutes, { push: deps.push });
   await app.register(discoveryRoutes, { discovery: deps.discovery });
-  await app.register(socketRoutes, { services, sessions, draining: isDraining, mistakes, log });
+  await app.register(socketRoutes, { services, sessions, admission, draining: isDraining, mistakes, log });
   // A revocation closes the user's sockets on this edge that run on a revoked token.
   const unwatchRevocations = deps.revocations.watch((revoked) => {
     for (const s of sessions) {
@@ -160,6 +165,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       await registration?.close();
       await deps.presence?.devices.close();
       mistakes.flush();
+      admission.flush();
     },
     connections: () => sessions.size,
     get id() {

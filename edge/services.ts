@@ -6,9 +6,11 @@ import type { DevicePresence } from "../presence/index.ts";
 import type { ImageService } from "../media/index.ts";
 import type { ConversationDirectory, InboxBounds, InboxItem, PrevList, Receipts, SendInput, SendResult } from "../streams/index.ts";
 import type { TokenSettings } from "./auth.ts";
-import type { RevocationCheck } from "./revocations.ts";
+import type { HelloSlots } from "./admission.ts";
 import type { LiveItem } from "./feeds.ts";
+import type { UserBudgets } from "./limits.ts";
 import type { HistoryReader, PresenceView } from "./protocol.ts";
+import type { RevocationCheck } from "./revocations.ts";
 import type { TypingSignal } from "./typing.ts";
 
 /** A push subscription a device registers (the `push.register` frame without type and ref). */
@@ -28,6 +30,8 @@ export interface SessionPresence {
   devices: DevicePresence;
   /** The presence of these users (no authorization: the session decides whom it may ask about). */
   lookup(users: readonly string[]): Promise<PresenceView[]>;
+  /** The devices of `user` online on any edge (their presence keys live). */
+  onlineDevices(user: string): Promise<string[]>;
 }
 
 /** A user's inbox, read for catch-up and gap fills. */
@@ -39,7 +43,7 @@ export interface InboxReader {
 
 /** The live side: a user's inbox items as they are stored, and its contacts' presence changes. */
 export interface LiveFeeds {
-  attach(user: string, onItem: (item: LiveItem) => void, onPresence?: (entry: PresenceView) => void): () => void;
+  attach(user: string, onItem: (item: LiveItem) => void, onPresence?: (entry: PresenceView) => void, onDevices?: (count: number) => void): () => void;
   /** Resolves once every subscription made so far is in force. */
   flush(): Promise<void>;
 }
@@ -72,4 +76,8 @@ export interface SessionServices {
   log: Logger;
   /** Client mistakes (bad frames, bad tokens): counted and logged at warn at most once per interval. */
   mistakes: MistakeLog;
+  /** The per-user budgets of this edge: every frame is charged to its user. */
+  budgets: UserBudgets;
+  /** Hellos in progress on this edge: bounded (admission.ts). */
+  hellos: HelloSlots;
 }

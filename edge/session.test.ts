@@ -1,6 +1,7 @@
 // The device session's state machine with a fake socket, feed and inbox: hello → replay → live →
-// gap fill → slow-reader close, nothing handled before the token is verified, and the token's
-// life on the socket (expiry notice, grace, refresh, revocation).
+// gap fill → slow-reader close, nothing handled before the token is verified, the limits a
+// session applies (hello slots, connections per user, frames in flight, the user's budget), and
+// the token's life on the socket (expiry notice, grace, refresh, revocation).
 import { EventEmitter } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../config/index.ts";
@@ -10,6 +11,8 @@ import { encodeJson } from "../nats/index.ts";
 import type { InboxEntry, InboxItem } from "../streams/index.ts";
 import { mintToken, type TokenSettings } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
+import { EdgeAdmission } from "./admission.ts";
+import { UserBudgets } from "./limits.ts";
 import { DeviceSession, type SessionSocket } from "./session.ts";
 import type { InboxReader, LiveFeeds, SessionServices } from "./services.ts";
 
@@ -81,20 +84,43 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
   const ws = new FakeSocket();
   const inbox = new FakeInbox();
   const feeds = new FakeFeeds();
+  const config = loadConfig({ env: {}, overrides: { edge } }).edge;
   const services = {
     inbox,
     feeds,
-    edge: loadConfig({ env: {}, overrides: { edge } }).edge,
+    edge: config,
     tokens,
     revocations: { check: async () => {}, revokedNow: () => false },
     typing: { attach: () => () => {}, publish: () => {} },
     log: silentLogger(),
     mistakes: new MistakeLog(silentLogger()),
+    budgets: new UserBudgets(config),
+    hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000 }),
     ...overrides,
   } as unknown as SessionServices;
   const session = new DeviceSession(ws as unknown as SessionSocket, services);
   sessions.push(session);
-  return { ws, inbox, feeds, session };
+  return { ws, inbox, feeds, session, services };
+}
+
+/** Another socket on the same edge (the same services). */
+function openBeside(services: SessionServices) {
+  const ws = new FakeSocket();
+  const session = new DeviceSession(ws as unknown as SessionSocket, services);
+  sessions.push(session);
+  return { ws, session };
+}
+
+/** An inbox whose bounds wait for `release()`: hellos stay in progress until then. */
+function gated(inbox: FakeInbox): () => void {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const bounds = inbox.bounds;
+  inbox.bounds = async () => {
+    await gate;
+    return bounds();
+  };
+  return release;
 }
 
 /** Waits for `cond` (the token check is real crypto: its first use takes a while); 5 s is only a safety net. */
@@ -102,8 +128,8 @@ const until = async (cond: () => boolean) => {
   await expect.poll(cond, { timeout: 5000, interval: 1 }).toBe(true);
 };
 
-async function hello(ws: FakeSocket, cursor?: number) {
-  ws.frame({ type: "hello", v: 1, token: await mintToken(tokens, "alice"), device: "phone", ...(cursor !== undefined ? { cursor } : {}) });
+async function hello(ws: FakeSocket, cursor?: number, device = "phone") {
+  ws.frame({ type: "hello", v: 1, token: await mintToken(tokens, "alice"), device, ...(cursor !== undefined ? { cursor } : {}) });
 }
 
 describe("DeviceSession", () => {
@@ -316,5 +342,91 @@ describe("DeviceSession's token", () => {
     await until(() => down.ws.closedWith !== undefined);
     expect(types(down.ws)).toEqual(["error:UNAVAILABLE"]);
     expect(down.ws.closedWith).toBe(4503);
+  });
+});
+
+describe("DeviceSession limits", () => {
+  it("past edge.maxHellosInProgress tells the client when to retry (jittered) and closes 4503; the slot frees when the hello ends", async () => {
+    const first = open({}, { maxHellosInProgress: 1 });
+    const release = gated(first.inbox);
+    await hello(first.ws);
+    await until(() => first.session.state === "starting");
+    const second = openBeside(first.services);
+    await hello(second.ws, undefined, "tablet");
+    await until(() => second.ws.closedWith !== undefined);
+    expect(second.ws.closedWith).toBe(4503);
+    expect(second.ws.sent).toHaveLength(1);
+    expect(second.ws.sent[0]).toMatchObject({ type: "error", code: "UNAVAILABLE", temporary: true });
+    expect(second.ws.sent[0]!.retryAfterMs).toBeGreaterThanOrEqual(500);
+    expect(second.ws.sent[0]!.retryAfterMs).toBeLessThanOrEqual(1500);
+    release();
+    await until(() => first.session.state === "live");
+    const third = openBeside(first.services);
+    await hello(third.ws, undefined, "laptop");
+    await until(() => third.session.state === "live");
+  });
+
+  it("refuses the (N+1)th connection of a user with TOO_MANY_CONNECTIONS and 4503, counting devices online elsewhere", async () => {
+    const online = ["watch", "desktop"]; // presence: two devices of alice live on other edges
+    const presence = { devices: { connect: () => ({ beat() {}, release() {} }), heartbeatMs: 10_000 }, lookup: async () => [], onlineDevices: async () => online };
+    const a = open({ presence } as unknown as Partial<SessionServices>, { maxConnectionsPerUser: 3 });
+    await hello(a.ws);
+    await until(() => a.session.state === "live");
+    // Its own device coming back does not count against it; a fourth device does.
+    online.push("phone");
+    const again = openBeside(a.services);
+    await hello(again.ws, undefined, "phone");
+    await until(() => again.session.state === "live");
+    const b = openBeside(a.services);
+    await hello(b.ws, undefined, "tablet");
+    await until(() => b.ws.closedWith !== undefined);
+    expect(b.ws.closedWith).toBe(4503);
+    expect(b.ws.sent[0]).toMatchObject({ type: "error", code: "TOO_MANY_CONNECTIONS", temporary: true });
+    expect(b.ws.sent[0]!.retryAfterMs).toBeGreaterThan(0);
+  });
+
+  it("answers a frame past edge.maxInFlightPerSocket with RATE_LIMITED at once, and takes frames again as replies go out", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const history = async () => {
+      await gate;
+      return [];
+    };
+    const { ws, session } = open({ history, directory: { requireMember: async () => ({ id: "c1", members: ["alice"] }) } } as unknown as Partial<SessionServices>, {
+      maxInFlightPerSocket: 2,
+    });
+    await hello(ws);
+    await until(() => session.state === "live");
+    for (const ref of ["1", "2", "3"]) ws.frame({ type: "history", conv: "c1", ref });
+    await until(() => ws.sent.some((f) => f.ref === "3"));
+    expect(ws.sent.filter((f) => f.ref !== undefined)).toMatchObject([{ type: "error", code: "RATE_LIMITED", ref: "3" }]);
+    release();
+    await until(() => ws.sent.filter((f) => f.ref !== undefined).length === 3);
+    ws.frame({ type: "ping", ref: "4" });
+    await until(() => ws.sent.some((f) => f.ref === "4"));
+    expect(ws.sent.find((f) => f.ref === "4")).toMatchObject({ type: "pong" });
+  });
+
+  it("charges every frame to the user's budget, shared by its sockets on the edge", async () => {
+    // A stopped clock: nothing refills. The burst is 10 sends (never below the dearest frame,
+    // group.create), 200 pings at 0.05 each.
+    const config = loadConfig({ env: {}, overrides: { edge: { sendsPerSecond: 1 } } }).edge;
+    const a = open({ budgets: new UserBudgets(config, () => 0) }, { sendsPerSecond: 1 });
+    await hello(a.ws);
+    await until(() => a.session.state === "live");
+    const b = openBeside(a.services);
+    await hello(b.ws, undefined, "tablet");
+    await until(() => b.session.state === "live");
+    // Rounds of 5 frames per socket (within maxInFlightPerSocket), each after the last's replies.
+    for (let round = 0; round < 25; round++) {
+      for (let i = 0; i < 5; i++) a.ws.frame({ type: "ping", ref: `a${round}-${i}` });
+      for (let i = 0; i < 5; i++) b.ws.frame({ type: "ping", ref: `b${round}-${i}` });
+      await until(() => a.ws.sent.length + b.ws.sent.length === 2 + (round + 1) * 10);
+    }
+    const answers = [...a.ws.sent, ...b.ws.sent].filter((f) => f.ref !== undefined);
+    expect(answers.filter((f) => f.type === "pong")).toHaveLength(200);
+    const refused = answers.filter((f) => f.type !== "pong");
+    expect(refused).toHaveLength(50);
+    for (const f of refused) expect(f).toMatchObject({ type: "error", code: "RATE_LIMITED", temporary: true });
   });
 });

@@ -9,6 +9,11 @@
 // States: hello (waiting for the first frame) → starting (token verified, catching up; frames
 // that arrive wait) → live → closed. Nothing a client sends runs before the session is live.
 //
+// Limits (limits.ts, admission.ts): a hello takes one of the edge's hello slots or is told when
+// to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
+// socket's in-flight slots (frames waiting for welcome included) and is charged to its user's
+// budget before it runs.
+//
 // The token lives as long as the socket: at its `exp` (or auth.maxTokenAgeSec after its `iat`)
 // the device is told `token.expired` and has auth.expiryGraceSec to send a fresh token of the
 // same user (`token` frame), else the socket is closed 4401; a revocation of the user's tokens
@@ -23,7 +28,7 @@ import { inboxFrame, liveFrame } from "./frames.ts";
 import { handleFrame, type FrameContext } from "./handlers.ts";
 import { SocketLimits } from "./limits.ts";
 import { revoked } from "./revocations.ts";
-import { ClientFrame, FrameError, HelloFrame, MAX_EARLY_FRAMES, PROTOCOL_VERSION, decodeFrame, validateFrame, type ServerFrame } from "./protocol.ts";
+import { ClientFrame, FrameError, HelloFrame, PROTOCOL_VERSION, decodeFrame, validateFrame, type ServerFrame } from "./protocol.ts";
 import type { SessionServices } from "./services.ts";
 
 /** The part of a `ws` WebSocket a session uses (unit tests fake it). */
@@ -33,6 +38,9 @@ export type SessionSocket = Pick<WebSocket, "on" | "send" | "close" | "bufferedA
 const DRAIN_DEADLINE_MS = 10_000;
 /** The longest delay setTimeout keeps (a longer one fires at once): later expiries are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A user refused for too many connections may try again after about this long (jittered). */
+const TOO_MANY_CONNECTIONS_RETRY_MS = 30_000;
 
 export class DeviceSession implements FrameContext {
   readonly #ws: SessionSocket;
@@ -50,16 +58,21 @@ export class DeviceSession implements FrameContext {
   #detach: (() => void) | undefined;
   #presence: DeviceHandle | undefined;
   #detachTyping: (() => void) | undefined;
+  /** Set while this socket's user is counted in the edge's budgets. */
+  #budgeted = false;
+  #onHelloDone: (() => void) | undefined;
   readonly #helloTimer: NodeJS.Timeout;
   /** The token the socket runs on, and the timers of its expiry and of the grace after it. */
   #claims: TokenClaims | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
 
-  constructor(ws: SessionSocket, services: SessionServices) {
+  /** `onHelloDone`: called once, when the first frame arrives or the socket closes before it. */
+  constructor(ws: SessionSocket, services: SessionServices, onHelloDone?: () => void) {
     this.#ws = ws;
     this.services = services;
     this.#log = services.log;
+    this.#onHelloDone = onHelloDone;
     this.limits = new SocketLimits(services.edge);
     this.#helloTimer = setTimeout(() => this.close("HELLO_TIMEOUT"), services.edge.helloTimeoutMs);
     ws.on("message", (data: RawData, isBinary: boolean) => this.#onFrame(data, isBinary));
@@ -92,11 +105,20 @@ export class DeviceSession implements FrameContext {
     this.#ws.close(c.code, c.reason);
   }
 
+  #helloDone(): void {
+    this.#onHelloDone?.();
+    this.#onHelloDone = undefined;
+  }
+
   #closed(reconnecting = false): void {
+    if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#helloDone();
     clearTimeout(this.#helloTimer);
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#graceTimer);
+    if (this.#budgeted) this.services.budgets.detach(this.#user);
+    this.#budgeted = false;
     this.#detach?.();
     this.#detach = undefined;
     this.#detachTyping?.();
@@ -164,28 +186,54 @@ export class DeviceSession implements FrameContext {
         void this.#hello(buf, isBinary);
         return;
       case "starting":
-        // Frames pipelined right behind hello wait for the session: nothing runs unauthenticated.
-        if (this.#early.length >= MAX_EARLY_FRAMES) {
+        // Frames pipelined right behind hello wait for the session (nothing runs unauthenticated),
+        // each holding an in-flight slot.
+        try {
+          this.limits.start();
+        } catch (err) {
           this.services.mistakes.note("RATE_LIMITED");
-          this.reply({ type: "error", ...new NatterError("RATE_LIMITED", `at most ${MAX_EARLY_FRAMES} frames may wait for welcome`).toClient() });
+          this.#sendError(err, this.#refOf(buf, isBinary));
           return;
         }
         this.#early.push({ buf, isBinary });
         return;
       case "live":
         this.#presence?.beat(); // any frame is a heartbeat
-        void this.#frame(buf, isBinary);
+        this.#admit(buf, isBinary);
         return;
     }
   }
 
+  /** The `ref` of a frame refused before it was handled, when it has a usable one. */
+  #refOf(buf: Buffer, isBinary: boolean): string | undefined {
+    try {
+      return decodeFrame(buf, isBinary, this.services.edge.maxPayloadBytes).ref;
+    } catch (err) {
+      return err instanceof FrameError ? err.ref : undefined;
+    }
+  }
+
+  /** A frame on a live socket: handled when an in-flight slot is free, else refused. */
+  #admit(buf: Buffer, isBinary: boolean): void {
+    try {
+      this.limits.start();
+    } catch (err) {
+      this.#sendError(err, this.#refOf(buf, isBinary));
+      return;
+    }
+    void this.#frame(buf, isBinary);
+  }
+
+  /** Handles one frame that holds an in-flight slot, and frees the slot. */
   async #frame(buf: Buffer, isBinary: boolean): Promise<void> {
     let ref: string | undefined;
     try {
       const raw = decodeFrame(buf, isBinary, this.services.edge.maxPayloadBytes);
       ref = raw.ref;
       if (raw.type === "hello") throw new NatterError("ALREADY_HELLO");
-      await handleFrame(this, validateFrame(ClientFrame, raw));
+      const frame = validateFrame(ClientFrame, raw);
+      this.services.budgets.charge(this.#user, frame.type);
+      await handleFrame(this, frame);
     } catch (err) {
       const e = asNatterError(err);
       if (e.status === 400 || e.status === 413) {
@@ -196,11 +244,14 @@ export class DeviceSession implements FrameContext {
         }
       }
       this.#sendError(e, err instanceof FrameError ? err.ref : ref);
+    } finally {
+      this.limits.done();
     }
   }
 
   /** The first frame: a valid hello, or an error and close 4400 (4426 for another version). */
   async #hello(buf: Buffer, isBinary: boolean): Promise<void> {
+    this.#helloDone();
     let hello: HelloFrame;
     try {
       const raw = decodeFrame(buf, isBinary, this.services.edge.maxPayloadBytes);
@@ -219,8 +270,27 @@ export class DeviceSession implements FrameContext {
       this.close("UNSUPPORTED_VERSION");
       return;
     }
-    this.#state = "starting";
     clearTimeout(this.#helloTimer);
+    const slot = this.services.hellos.startHello();
+    if (slot !== true) {
+      this.#refuse(new NatterError("UNAVAILABLE", slot.message, { retryAfterMs: slot.retryAfterMs }));
+      return;
+    }
+    this.#state = "starting";
+    try {
+      await this.#handshake(hello);
+    } finally {
+      this.services.hellos.helloEnd();
+    }
+  }
+
+  /** Tells the client why and when to come back, and closes 4503. */
+  #refuse(err: NatterError): void {
+    this.reply({ type: "error", ...err.toClient() });
+    this.close("UNAVAILABLE");
+  }
+
+  async #handshake(hello: HelloFrame): Promise<void> {
     let claims: TokenClaims;
     try {
       claims = await authenticate(this.services.tokens, this.services.revocations, hello.token);
@@ -244,16 +314,40 @@ export class DeviceSession implements FrameContext {
     this.#user = user;
     this.#device = hello.device;
     this.#log = this.services.log.child({ user, device: hello.device });
-    // Typing signals are ephemeral: only those arriving while the device is live are sent.
-    this.#detachTyping = this.services.typing.attach(user, (t) => {
-      if (this.#state === "live") this.reply({ type: "typing", conv: t.conv, user: t.user, ttlMs: t.ttlMs });
-    });
     try {
+      if (!(await this.#admitUser())) return;
+      // Typing signals are ephemeral: only those arriving while the device is live are sent.
+      this.#detachTyping = this.services.typing.attach(user, (t) => {
+        if (this.#state === "live") this.reply({ type: "typing", conv: t.conv, user: t.user, ttlMs: t.ttlMs });
+      });
       await this.#start(hello.cursor);
     } catch (err) {
       this.#sendError(err);
       this.close(asNatterError(err).temporary ? "UNAVAILABLE" : "BAD_HANDSHAKE");
     }
+  }
+
+  /**
+   * Counts this connection against `edge.maxConnectionsPerUser` — the user's sockets on this edge,
+   * and its devices online elsewhere (presence) — and joins the user's budget, shared by all its
+   * devices. False when refused (the socket is closed).
+   */
+  async #admitUser(): Promise<boolean> {
+    const { budgets, presence, edge } = this.services;
+    const devices = presence ? await presence.onlineDevices(this.#user) : [];
+    if (this.#state !== "starting") return false;
+    const others = devices.filter((d) => d !== this.#device).length;
+    const connections = Math.max(budgets.sockets(this.#user), others);
+    if (connections >= edge.maxConnectionsPerUser) {
+      const base = TOO_MANY_CONNECTIONS_RETRY_MS;
+      const retryAfterMs = Math.round(base / 2 + Math.random() * base);
+      this.services.hellos.refused("TOO_MANY_CONNECTIONS");
+      this.#refuse(new NatterError("TOO_MANY_CONNECTIONS", `at most ${edge.maxConnectionsPerUser} connections per user; close another device or try again later`, { retryAfterMs }));
+      return false;
+    }
+    budgets.attach(this.#user, others + 1);
+    this.#budgeted = true;
+    return true;
   }
 
   async #start(cursor: number | undefined): Promise<void> {
@@ -267,6 +361,7 @@ export class DeviceSession implements FrameContext {
       (entry) => {
         if (this.#state === "live") this.reply({ type: "presence", users: [entry] });
       },
+      (count) => this.services.budgets.devices(this.#user, count),
     );
     await feeds.flush();
     const bounds = await inbox.bounds(this.#user);
@@ -296,7 +391,7 @@ export class DeviceSession implements FrameContext {
     this.#log.debug({ cursor: this.#last }, "device live");
     const early = this.#early;
     this.#early = [];
-    for (const f of early) void this.#frame(f.buf, f.isBinary);
+    for (const f of early) void this.#frame(f.buf, f.isBinary); // each already holds its slot
     await this.#pump();
   }
 
@@ -401,3 +496,4 @@ export class DeviceSession implements FrameContext {
     }
   }
 }
+

@@ -55,7 +55,7 @@ function inboxStreamConfig(cfg: StreamsConfig, shard: number): Partial<StreamCon
   };
 }
 
-function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
   return {
     name: names.deadLetterStream,
     description: "natter: messages a worker gave up on (headers Natter-Dead-*: reason, source stream and sequence)",

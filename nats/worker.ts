@@ -161,7 +161,12 @@ export class ConsumerWorker<T> {
       known.touchedAt = Date.now();
       return;
     }
-    const decoded = this.#spec.decode(m);
+    let decoded: Decoded<T>;
+    try {
+      decoded = this.#spec.decode(m);
+    } catch (err) {
+      decoded = { unreadable: `unreadable: ${(err as Error).message}` };
+    }
     if ("skip" in decoded) {
       m.ack();
       return;

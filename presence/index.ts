@@ -3,6 +3,6 @@ export type { DeviceChange, PresenceStore } from "./store.ts";
 export { NatsKvPresence } from "./nats-kv-presence.ts";
 export { DevicePresence, type DeviceHandle } from "./device-presence.ts";
 export { PresenceWorker, presenceOf, type PresenceEntry } from "./worker.ts";
-export { natsNotifier, parsePresenceEntry } from "./notify.ts";
+export { DEVICES_HEADER, natsDeviceCounter, natsNotifier, parsePresenceEntry } from "./notify.ts";
 export { EdgeRegistry, rankEdges, type EdgeRegistration } from "./edges.ts";
 export { ensurePresenceBuckets, presenceStreams } from "./buckets.ts";

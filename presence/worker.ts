@@ -6,6 +6,8 @@
 // publish the new state, with the record's revision, to every contact's presence subject. So
 // a second device coming or going changes nothing, and several worker processes sharing the
 // durable feed never publish one transition twice; receivers drop an older `rev` than they hold.
+// Every change also tells the edges of the user's own devices how many are online now: they share
+// the user's rate budget by it (edge/limits.ts).
 import { type Logger, NatterError } from "../core/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, UserPresence } from "./store.ts";
 
@@ -25,6 +27,8 @@ export interface PresenceWorkerDeps {
   contactsOf(user: string): Promise<string[]>;
   /** Delivers `entry` to the connected devices of each recipient (ephemeral: not stored). */
   notify(recipients: readonly string[], entry: PresenceEntry): void;
+  /** Tells the edges of `user`'s devices how many of its devices are online (they share its budget by it). */
+  devices?(user: string, count: number): void;
   log: Logger;
 }
 
@@ -69,6 +73,7 @@ export class PresenceWorker {
     const { store } = this.#deps;
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const [devices, records] = await Promise.all([store.onlineDevices(c.user), store.users([c.user])]);
+      if (attempt === 0) this.#deps.devices?.(c.user, devices.length);
       const online = devices.length > 0;
       const cur = records.get(c.user);
       const was = cur?.state;

@@ -134,7 +134,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         log: log.child({ component: "edge" }),
         readiness,
         presence: cfg.presence.enabled
-          ? { devices: new DevicePresence({ store: presence, log: log.child({ component: "presence" }) }), lookup: (users) => presenceOf(presence, users) }
+          ? { devices: new DevicePresence({ store: presence, log: log.child({ component: "presence" }) }), lookup: (users) => presenceOf(presence, users), onlineDevices: (user) => presence.onlineDevices(user) }
           : undefined,
         discovery: { registry: new EdgeRegistry({ js, jsm, ttlSec: cfg.discovery.ttlSec, log: log.child({ component: "discovery" }) }), results: cfg.discovery.results },
         images,

@@ -8,7 +8,7 @@ import type { Logger, Metrics } from "../core/index.ts";
 import { OrphanSweeper } from "../media/index.ts";
 import { consumerLagGauge, names, type Topology } from "../nats/index.ts";
 import { Persister, type Store, type BlobStore } from "../persistence/index.ts";
-import { natsNotifier, PresenceWorker, type PresenceStore } from "../presence/index.ts";
+import { natsDeviceCounter, natsNotifier, PresenceWorker, type PresenceStore } from "../presence/index.ts";
 import type { PushDispatcher } from "../push/index.ts";
 import { FanoutWorker, type ConversationDirectory, type ConversationIndex } from "../streams/index.ts";
 
@@ -68,6 +68,7 @@ export async function startWorkers(cfg: Config, d: WorkersDeps): Promise<() => P
         store: d.presence,
         contactsOf: (user) => d.directory.contactsOf(user),
         notify: natsNotifier(nc, topology),
+        devices: natsDeviceCounter(nc, topology),
         log: log.child({ component: "presence" }),
       }),
     );

@@ -11,11 +11,13 @@ import { testConfig, useNode } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";
 
 const nats = useNats();
-// Three edges; only the first runs the workers (fan-out, persister).
+// Three edges; only the first runs the workers (fan-out, persister). One owner adds 130 members
+// at once from three devices: a budget and in-flight bound for that (limits have tests of their own).
+const edge = { sendsPerSecond: 10_000, maxInFlightPerSocket: 64 };
 const edges = [
-  useNode(() => testConfig(nats.url)),
-  useNode(() => testConfig(nats.url, { workers: { enabled: false } })),
-  useNode(() => testConfig(nats.url, { workers: { enabled: false } })),
+  useNode(() => testConfig(nats.url, { edge })),
+  useNode(() => testConfig(nats.url, { edge, workers: { enabled: false } })),
+  useNode(() => testConfig(nats.url, { edge, workers: { enabled: false } })),
 ];
 
 async function client(edge: number, user: string, device: string, cursor?: number): Promise<TestClient> {

@@ -19,13 +19,14 @@ const node = useNode(() =>
       helloTimeoutMs: 2000,
       maxBufferedBytes: 64 * 1024,
       allowedOrigins: ["https://chat.example"],
-      maxConversationsPerUser: 3,
     },
   }),
 );
+// The conversation cap, on a node whose budget leaves room for the group creations it takes.
+const roomy = useNode(() => testConfig(nats.url, { edge: { port: 0, maxConversationsPerUser: 3, sendsPerSecond: 1000 } }));
 
-async function client(user: string, device = "d"): Promise<TestClient> {
-  const c = await TestClient.connect(node.url, { token: await node.token(user), device });
+async function client(user: string, device = "d", on = node): Promise<TestClient> {
+  const c = await TestClient.connect(on.url, { token: await on.token(user), device });
   onTestFinished(() => c.close());
   return c;
 }
@@ -38,14 +39,14 @@ describe("edge limits", () => {
     expect(await a.request({ type: "ping" })).toMatchObject({ type: "pong" });
   });
 
-  it("rate-limits sends per device with a temporary RATE_LIMITED", async () => {
+  it("rate-limits sends per user with a temporary RATE_LIMITED", async () => {
     const a = await client("rate_a");
     const { conv } = (await a.request({ type: "dm.open", peer: "rate_b" })) as unknown as { conv: { id: string } };
     const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => a.request({ type: "send", conv: conv.id, cid: `r${i}`, text: "hi" })));
     const limited = replies.filter((r) => r.type === "error");
     expect(limited.length).toBeGreaterThan(0);
     for (const r of limited) expect(r).toMatchObject({ code: "RATE_LIMITED", temporary: true });
-    expect(replies.filter((r) => r.type === "ack").length).toBeGreaterThanOrEqual(6); // burst = 2 × rate
+    expect(replies.filter((r) => r.type === "ack").length).toBeGreaterThanOrEqual(8); // the burst (2 × rate, never below 10 sends) less the dm.open (2)
   });
 
   it("closes with 4429 after too many bad frames", async () => {
@@ -79,8 +80,11 @@ describe("edge limits", () => {
 
   it("closes a device that does not read with 4409 (resume from your cursor), without hurting the sender", async () => {
     const reader = await client("slow_reader");
-    const senders = await Promise.all([0, 1, 2, 3].map((i) => client("slow_sender", `s${i}`)));
-    const { conv } = (await senders[0]!.request({ type: "dm.open", peer: "slow_reader" })) as unknown as { conv: { id: string } };
+    // Four users (each within its budget of 3 sends/s) in one group with the reader.
+    const senders = await Promise.all([0, 1, 2, 3].map((i) => client(`slow_sender${i}`)));
+    const { conv } = (await senders[0]!.request({ type: "group.create", name: "flood", members: ["slow_reader", "slow_sender1", "slow_sender2", "slow_sender3"] })) as unknown as {
+      conv: { id: string };
+    };
     // Stop reading: the kernel buffers fill, then the edge's buffer passes 64 KiB.
     (reader.ws as unknown as { _socket: { pause(): void } })._socket.pause();
     const big = "y".repeat(50_000);
@@ -105,12 +109,12 @@ describe("conversations per user", () => {
   const convOf = (f: Record<string, unknown>) => f.conv as Conv;
   const listed = async (c: TestClient) => ((await c.request({ type: "convs" })).convs as Conv[]).map((x) => x.id).sort();
   /** What the limit counts: the user's member entries in the user-convs index. */
-  const memberCount = (user: string) => new ConversationIndex(node.node.js, node.node.jsm).memberCount(user);
+  const memberCount = (user: string) => new ConversationIndex(roomy.node.js, roomy.node.jsm).memberCount(user);
 
   it("refuses a user's fourth conversation with TOO_MANY_CONVERSATIONS, whoever opens it, and frees a slot on leaving", async () => {
-    const a = await client("cap_a");
-    const b = await client("cap_b");
-    const e = await client("cap_e");
+    const a = await client("cap_a", "d", roomy);
+    const b = await client("cap_b", "d", roomy);
+    const e = await client("cap_e", "d", roomy);
     const dms = [convOf(await a.request({ type: "dm.open", peer: "cap_b" })), convOf(await a.request({ type: "dm.open", peer: "cap_c" }))];
     const group = convOf(await b.request({ type: "group.create", name: "three", members: ["cap_a"] }));
     // The count is the user-convs index, which the fan-out keeps: wait until it holds all three.

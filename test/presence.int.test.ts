@@ -21,10 +21,11 @@ const settings = (extra: Record<string, unknown> = {}) => ({
   discovery: { ttlSec: TTL_S },
   ...extra,
 });
-// Two edges; only the first runs the workers (fan-out, persister, presence).
+// Two edges; only the first runs the workers (fan-out, persister, presence). A watcher opens 100
+// conversations at once: a budget for that (dm.open costs 2 sends).
 const edges = [
-  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-0" } }))),
-  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-1" }, workers: { enabled: false } }))),
+  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-0", sendsPerSecond: 1000 } }))),
+  useNode(() => testConfig(nats.url, settings({ edge: { port: 0, id: "edge-1", sendsPerSecond: 1000 }, workers: { enabled: false } }))),
 ];
 
 /**

@@ -363,7 +363,8 @@ export class Connection implements Wire {
     // The server said why before closing (UNAVAILABLE while it started this device, say).
     if (this.#serverError !== undefined && !this.#serverError.emitted) this.#events.emit("error", this.#serverError.error);
     if (code === CLOSE_CODES.GOING_AWAY) this.#attempt = 0;
-    const minDelay = code === CLOSE_CODES.RATE_LIMITED ? 5_000 : undefined;
+    // A busy or full edge says when to come back (jittered, so a crowd does not return at once).
+    const minDelay = Math.max(code === CLOSE_CODES.RATE_LIMITED ? 5_000 : 0, why?.retryAfterMs ?? 0);
     this.#reconnectLater(code, undefined, minDelay);
   }
 

@@ -39,6 +39,7 @@ export const SERVER_ERROR_CODES = [
   "PUSH_SUBSCRIPTIONS_FULL",
   "PUSH_DISABLED",
   "RATE_LIMITED",
+  "TOO_MANY_CONNECTIONS",
   "UNAVAILABLE",
   "TIMEOUT",
   "INTERNAL",
@@ -66,18 +67,22 @@ export class NatterError extends Error {
   readonly temporary: boolean;
   /** The WebSocket close code, for errors that ended a connection. */
   readonly closeCode: number | undefined;
+  /** The server's hint, for refusals under load: try again after this long (ms). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { temporary: boolean; closeCode?: number; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, opts: { temporary: boolean; closeCode?: number; cause?: unknown; retryAfterMs?: number | undefined }) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.temporary = opts.temporary;
     this.closeCode = opts.closeCode;
+    this.retryAfterMs = opts.retryAfterMs;
   }
 }
 
 /** A server's error frame as the NatterError a caller gets. */
-export function errorFromFrame(f: { code: string; message: string; temporary: boolean }): NatterError {
-  return new NatterError(f.code, f.message, { temporary: f.temporary });
+export function errorFromFrame(f: { code: string; message: string; temporary: boolean; retryAfterMs?: number }): NatterError {
+  const retryAfterMs = typeof f.retryAfterMs === "number" && Number.isFinite(f.retryAfterMs) && f.retryAfterMs >= 0 ? f.retryAfterMs : undefined;
+  return new NatterError(f.code, f.message, { temporary: f.temporary, retryAfterMs });
 }
 
 /** What anything asked of a closed client rejects with. */

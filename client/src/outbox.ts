@@ -118,9 +118,9 @@ export class Outbox {
       clearTimeout(s.deadline);
       s.resolve({ conv: f.conv, cid: f.cid, id: f.id, dup: f.dup });
     } else if (f.type === "error" && f.temporary) {
-      // Rate limited or unavailable: the same cid later is safe.
+      // Rate limited or unavailable: the same cid later is safe, no sooner than the server asked.
       s.attempts++;
-      s.retryAt = Date.now() + backoffDelay(s.attempts, this.#opts.backoff);
+      s.retryAt = Date.now() + Math.max(backoffDelay(s.attempts, this.#opts.backoff), errorFromFrame(f).retryAfterMs ?? 0);
     } else {
       this.#sends.delete(s.cid);
       clearTimeout(s.deadline);

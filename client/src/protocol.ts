@@ -190,7 +190,7 @@ export type ServerFrame =
   /** `secret` (webhooks only, sent once) signs the webhook's requests. */
   | { type: "push.registered"; ref?: string; id: string; kind: PushTarget["kind"]; secret?: string }
   | { type: "push.removed"; ref?: string; id: string; removed: boolean }
-  | { type: "error"; ref?: string; code: string; message: string; temporary: boolean };
+  | { type: "error"; ref?: string; code: string; message: string; temporary: boolean; retryAfterMs?: number };
 
 /** WebSocket close codes the server uses (docs/protocol.md, "Close codes"). */
 export const CLOSE_CODES = {

@@ -162,6 +162,22 @@ describe("connection", () => {
     conn.close();
   });
 
+  it("waits the retryAfterMs of an edge that turned it away before welcome (4503)", async () => {
+    const { conn, socket, states, errors } = connection();
+    void conn.connect().catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    socket().serverSends({ type: "error", code: "UNAVAILABLE", message: "this edge is full", temporary: true, retryAfterMs: 7_300 });
+    socket().serverCloses(4503);
+    expect(lastState(states)).toMatchObject({ state: "reconnecting", closeCode: 4503, delayMs: 7_300 });
+    expect(errors).toMatchObject([{ code: "UNAVAILABLE", retryAfterMs: 7_300 }]);
+    const refused = socket();
+    await vi.advanceTimersByTimeAsync(7_299);
+    expect(socket()).toBe(refused);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(socket()).not.toBe(refused);
+    conn.close();
+  });
+
   it("waits at least 5 s after a 4429, and reports the error frame the server sent before closing", async () => {
     const { conn, socket, welcome, states, errors } = connection();
     void conn.connect().catch(() => undefined);

@@ -1,9 +1,11 @@
-// GET /ws: the WebSocket endpoint. Refuses while draining (1001) and origins outside the
-// allowlist — with an empty edge.allowedOrigins, any origin but the edge's own host — (4403);
-// every other socket becomes a DeviceSession (session.ts).
+// GET /ws: the WebSocket endpoint. Refuses while draining (1001), origins outside the allowlist
+// — with an empty edge.allowedOrigins, any origin but the edge's own host — (4403), and sockets
+// past the edge's caps (an error frame with `retryAfterMs`, then 4503: admission.ts); every other
+// socket becomes a DeviceSession (session.ts).
 import websocket from "@fastify/websocket";
 import type { FastifyPluginAsync } from "fastify";
-import { CLOSE, type Logger, type MistakeLog } from "../../core/index.ts";
+import { CLOSE, type Logger, type MistakeLog, NatterError } from "../../core/index.ts";
+import type { EdgeAdmission } from "../admission.ts";
 import { DeviceSession } from "../session.ts";
 import type { SessionServices } from "../services.ts";
 
@@ -11,13 +13,14 @@ export interface SocketRoutesDeps {
   services: SessionServices;
   /** The open sessions (the edge counts and closes them). */
   sessions: Set<DeviceSession>;
+  admission: EdgeAdmission;
   draining: () => boolean;
   mistakes: MistakeLog;
   log: Logger;
 }
 
 export const socketRoutes: FastifyPluginAsync<SocketRoutesDeps> = async (app, deps) => {
-  const { services, sessions, mistakes, log } = deps;
+  const { services, sessions, admission, mistakes, log } = deps;
   const config = services.edge;
   // Frames above maxPayloadBytes get a typed error and the socket survives; ws closes (1009) only
   // past this hard limit.
@@ -51,9 +54,19 @@ export const socketRoutes: FastifyPluginAsync<SocketRoutesDeps> = async (app, de
       socket.close(CLOSE.FORBIDDEN_ORIGIN.code, CLOSE.FORBIDDEN_ORIGIN.reason);
       return;
     }
-    const session = new DeviceSession(socket, services);
+    const address = req.socket.remoteAddress ?? "";
+    const refused = admission.open(address);
+    if (refused) {
+      socket.send(JSON.stringify({ type: "error", ...new NatterError("UNAVAILABLE", refused.message, { retryAfterMs: refused.retryAfterMs }).toClient() }));
+      socket.close(CLOSE.UNAVAILABLE.code, CLOSE.UNAVAILABLE.reason);
+      return;
+    }
+    const session = new DeviceSession(socket, services, () => admission.helloDone(address));
     sessions.add(session);
-    socket.on("close", () => sessions.delete(session));
+    socket.on("close", () => {
+      sessions.delete(session);
+      admission.closed();
+    });
   });
 };
 

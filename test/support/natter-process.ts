@@ -11,6 +11,8 @@ import { freePorts, isAlive } from "../harness/processes.ts";
 export interface NatterProcess {
   proc: ChildProcess;
   url: string;
+  /** http://host:port of its /metrics, /healthz and /readyz (the workers' port). */
+  workersUrl: string;
   dataDir: string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Everything it printed so far. */
@@ -28,13 +30,18 @@ export interface NatterProcess {
 export interface SpawnOptions {
   /** Start on this data folder (a restart); it is left in place by stop(). Default: a fresh temp folder, removed by stop(). */
   dataDir?: string;
+  /** The process's open-file limit (`ulimit -n`). Default: the test's own. */
+  openFiles?: number;
 }
 
 /** Starts `natter start --dev` with `env` over the defaults below; resolves once /readyz answers 200. */
 export async function spawnNatter(env: Record<string, string> = {}, opts: SpawnOptions = {}): Promise<NatterProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), "natter-proc-"));
   const [edge, nats, monitor, workers] = await freePorts(4);
-  const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
+  const args = ["--import", "tsx", "bin/natter.ts", "start", "--dev"];
+  // With a file limit, a shell sets it and then becomes natter (exec), so the pid stays natter's.
+  const [command, argv] = opts.openFiles === undefined ? [process.execPath, args] : ["/bin/sh", ["-c", `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, ...args]];
+  const proc = spawn(command, argv, {
     cwd: REPO_ROOT,
     env: {
       PATH: process.env.PATH,
@@ -93,6 +100,7 @@ export async function spawnNatter(env: Record<string, string> = {}, opts: SpawnO
   return {
     proc,
     url,
+    workersUrl: `http://127.0.0.1:${workers}`,
     dataDir,
     exited,
     output: () => out,

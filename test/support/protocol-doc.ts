@@ -25,5 +25,16 @@ export const DOCUMENTED_ERRORS = new Set(firstCells("Errors").map((c) => c.repla
 /** Close codes of the "Close codes" table. */
 export const DOCUMENTED_CLOSE_CODES = new Set(firstCells("Close codes").map(Number));
 
+/** The "Frame costs" table: what each client frame costs of its user's budget, in sends. */
+export const DOCUMENTED_FRAME_COSTS: Record<string, number> = (() => {
+  const at = PROTOCOL_DOC.indexOf("\n### Frame costs\n");
+  if (at < 0) throw new Error('docs/protocol.md has no "### Frame costs" section');
+  const lines = PROTOCOL_DOC.slice(at).split("\n");
+  const start = lines.findIndex((l) => l.startsWith("|"));
+  const end = lines.findIndex((l, i) => i > start && !l.startsWith("|"));
+  const rows = lines.slice(start + 2, end < 0 ? undefined : end);
+  return Object.fromEntries(rows.map((l) => l.split("|").map((c) => c.trim())).map((c) => [c[1]!.replaceAll("`", ""), Number(c[2])]));
+})();
+
 /** Frame types of the "Server frames" table (a cell may list several). */
 export const DOCUMENTED_SERVER_FRAMES = new Set(firstCells("Server frames").flatMap((c) => [...c.matchAll(/`([^`]+)`/g)].map((m) => m[1]!)));
