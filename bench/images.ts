@@ -5,9 +5,11 @@
 // WebSocket, until the recipient's device receives the message. natter runs in this process
 // (started on a fresh nats-server, SQLite, and the test MinIO: `npx tsx scripts/test-servers.ts up`,
 // or one started here); the images are made beforehand in a child process so that their
-// generation does not count in this process's peak RSS. Last line:
-//   images: count=… upload_to_delivered_ms_p50=… thumb_ms_p50=… peak_rss_mb=…
-import { spawn } from "node:child_process";
+// generation does not count in this process's peak RSS. The edge decodes in child processes
+// (media/processor.ts): their peak RSS, summed, is counted apart. Last line:
+//   images: count=… upload_to_delivered_ms_p50=… thumb_ms_p50=… peak_rss_mb=… image_procs_peak_rss_mb=…
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -97,7 +99,7 @@ async function main(): Promise<void> {
         dataDir,
         log: { level: "warn" },
         nats: { servers: [nats.url] },
-        auth: { jwtSecret: "bench-secret-bench-secret-bench-secret-01" },
+        auth: { jwtSecret: randomBytes(32).toString("base64url") },
         edge: { port: 0 },
         workers: { httpPort: 0 },
         blobs,
@@ -144,16 +146,30 @@ async function main(): Promise<void> {
     const wall = performance.now() - r0;
     const timings = node.images!.timings;
     const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+    const procsPeakMb = imageProcessesPeakRssMb();
     say(
       `bench:images: ${files.length} images through ${values.blobs} blobs, ${CONCURRENCY} at a time, in ${Math.round(wall)} ms; ` +
         `upload→delivered p50 ${Math.round(p50(latencies))} ms (max ${Math.round(Math.max(...latencies))}); re-encode p50 ${Math.round(p50(timings.map((t) => t.fullMs)))} ms; peak RSS before the first upload ${rssBeforeMb} MB`,
     );
     console.log(
-      `images: count=${latencies.length} upload_to_delivered_ms_p50=${Math.round(p50(latencies))} thumb_ms_p50=${Math.round(p50(timings.map((t) => t.thumbMs)))} peak_rss_mb=${peakRssMb}`,
+      `images: count=${latencies.length} upload_to_delivered_ms_p50=${Math.round(p50(latencies))} thumb_ms_p50=${Math.round(p50(timings.map((t) => t.thumbMs)))} peak_rss_mb=${peakRssMb} image_procs_peak_rss_mb=${procsPeakMb}`,
     );
   } finally {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => say(`cleanup failed: ${(err as Error).message}`));
   }
+}
+
+/** The peak RSS (VmHWM) of this process's image-processing children, summed, in MB. */
+function imageProcessesPeakRssMb(): number {
+  let pids: number[];
+  try {
+    pids = execFileSync("pgrep", ["-P", String(process.pid), "-f", "process-child-entry"]).toString().trim().split("\n").map(Number);
+  } catch {
+    return 0; // none running
+  }
+  let kb = 0;
+  for (const pid of pids) kb += Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+  return Math.round(kb / 1024);
 }
 
 if (values.generate !== undefined) {

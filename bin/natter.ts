@@ -2,10 +2,10 @@
 // natter's command line: the only place that handles signals and exits.
 import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../config/index.ts";
-import { createLogger, type Logger, NatterError } from "../core/index.ts";
+import { createLogger, isValidId, type Logger, NatterError } from "../core/index.ts";
 import { mintToken } from "../edge/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
-import { startNatter, tokenSettings } from "../runtime/index.ts";
+import { revokeTokens, startNatter, tokenSettings } from "../runtime/index.ts";
 
 const USAGE = `usage: natter <command> [options]
 
@@ -13,11 +13,14 @@ commands:
   start             run a natter node (edge + workers; spawns nats-server unless nats.servers is set)
   migrate           create or upgrade the store's schema (Cassandra keyspace and tables, or SQLite)
   token <user>      print a token for <user> signed with this node's secret (development)
+  revoke <user>     refuse every token of <user> issued until now (or before --before): open
+                    sockets on them are closed 4401, and the user must get a new token
 
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
       --dev         development mode: POST /dev/token mints tokens for any user name
       --ttl S       token lifetime in seconds (token)
+      --before T    revoke tokens issued before T: an ISO 8601 time or Unix seconds (revoke)
   -h, --help        this text
 
 settings also come from NATTER_* variables, e.g. NATTER_EDGE__PORT=8081 (see docs/configuration.md)`;
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
       config: { type: "string", short: "c" },
       dev: { type: "boolean" },
       ttl: { type: "string" },
+      before: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -81,9 +85,34 @@ async function main(): Promise<void> {
       }
       try {
         const ttl = values.ttl ? Number(values.ttl) : undefined;
+        if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0 && ttl <= cfg.auth.maxTokenAgeSec)) {
+          // A longer token would be refused once older than auth.maxTokenAgeSec, whatever its exp.
+          process.stderr.write(`natter token: --ttl must be whole seconds, 1 to auth.maxTokenAgeSec (${cfg.auth.maxTokenAgeSec})\n`);
+          process.exit(2);
+        }
         process.stdout.write(`${await mintToken(tokenSettings(cfg), user, ttl)}\n`);
       } catch (err) {
         fail(undefined, err);
+      }
+      return;
+    }
+    case "revoke": {
+      const user = rest[0];
+      if (!isValidId(user)) {
+        process.stderr.write("natter revoke: give a user id (1-64 of A-Z a-z 0-9 _ -), e.g. `natter revoke alice`\n");
+        process.exit(2);
+      }
+      // Tokens of the current second are revoked too: `iat` is in whole seconds.
+      const notBefore = values.before === undefined ? Math.floor(Date.now() / 1000) + 1 : parseTime(values.before);
+      if (notBefore === undefined) {
+        process.stderr.write(`natter revoke: --before ${values.before} is neither an ISO 8601 time nor Unix seconds\n`);
+        process.exit(2);
+      }
+      try {
+        await revokeTokens(cfg, user, notBefore, log);
+        process.stdout.write(`revoked the tokens of ${user} issued before ${new Date(notBefore * 1000).toISOString()}\n`);
+      } catch (err) {
+        fail(log, err);
       }
       return;
     }
@@ -91,6 +120,13 @@ async function main(): Promise<void> {
       process.stderr.write(`natter: unknown command "${command}"\n\n${USAGE}\n`);
       process.exit(2);
   }
+}
+
+/** Unix seconds of an ISO 8601 time or of a number of seconds; undefined for anything else. */
+function parseTime(text: string): number | undefined {
+  if (/^\d+$/.test(text)) return Number(text);
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : Math.ceil(ms / 1000);
 }
 
 async function start(cfg: Config, log: Logger): Promise<void> {

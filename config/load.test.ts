@@ -85,3 +85,107 @@ describe("loadConfig", () => {
     expect(problems(() => loadConfig({ file: broken, env: {} }))).toContain("is not valid JSON");
   });
 });
+
+describe("secrets", () => {
+  const strong = "q3V8xTnL0wZr5KcY2mPa7GdH9sJb4EuF6iNoR1tX";
+
+  it("reads every secret setting from the file its <VARIABLE>_FILE names, without the trailing newline", () => {
+    const files: Record<string, string> = {};
+    for (const [name, value] of [
+      ["jwt", strong],
+      ["store", "cassandra pass"],
+      ["s3", "s3-secret-key"],
+      ["vapid", "vapid-private"],
+      ["nats", "nats pass"],
+    ] as const) {
+      files[name] = path.join(dir, `secret-${name}`);
+      writeFileSync(files[name], `${value}\n`);
+    }
+    const cfg = loadConfig({
+      env: {
+        NATTER_AUTH__JWT_SECRET_FILE: files.jwt,
+        NATTER_STORE__KIND: "cassandra",
+        NATTER_STORE__PASSWORD_FILE: files.store,
+        NATTER_BLOBS__KIND: "s3",
+        NATTER_BLOBS__END_POINT: "minio",
+        NATTER_BLOBS__ACCESS_KEY: "natter",
+        NATTER_BLOBS__SECRET_KEY_FILE: files.s3,
+        NATTER_BLOBS__BUCKET: "natter-blobs",
+        NATTER_PUSH__VAPID__PRIVATE_KEY_FILE: files.vapid,
+        NATTER_NATS__PASS_FILE: files.nats,
+        // A setting whose own name ends in _FILE is still an ordinary setting.
+        NATTER_NATS__EMBEDDED__CONFIG_FILE: "/etc/nats.conf",
+      },
+    });
+    expect(cfg.auth.jwtSecret).toBe(strong);
+    expect(cfg.store.kind === "cassandra" && cfg.store.password).toBe("cassandra pass");
+    expect(cfg.blobs.kind === "s3" && cfg.blobs.secretKey).toBe("s3-secret-key");
+    expect(cfg.push.vapid.privateKey).toBe("vapid-private");
+    expect(cfg.nats.pass).toBe("nats pass");
+    expect(cfg.nats.embedded.configFile).toBe("/etc/nats.conf");
+  });
+
+  it("names the variable and the file when a secret file is missing or empty, or given twice; _FILE of other settings is unknown", () => {
+    const empty = path.join(dir, "empty-secret");
+    writeFileSync(empty, "\n");
+    const message = problems(() =>
+      loadConfig({
+        env: {
+          NATTER_AUTH__JWT_SECRET_FILE: path.join(dir, "no-such-secret"),
+          NATTER_NATS__PASS_FILE: empty,
+          NATTER_STORE__KIND: "cassandra",
+          NATTER_STORE__PASSWORD: "a",
+          NATTER_STORE__PASSWORD_FILE: empty,
+          NATTER_EDGE__PORT_FILE: "/run/secrets/port",
+        },
+      }),
+    );
+    expect(message).toContain(`NATTER_AUTH__JWT_SECRET_FILE: cannot read the secret file ${path.join(dir, "no-such-secret")}: ENOENT`);
+    expect(message).toContain(`NATTER_NATS__PASS_FILE: the secret file ${empty} is empty`);
+    expect(message).toContain("NATTER_STORE__PASSWORD_FILE: NATTER_STORE__PASSWORD is set too");
+    expect(message).toContain("NATTER_EDGE__PORT_FILE: unknown setting");
+  });
+
+  it.each([
+    ["too short", "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cD"],
+    ["one character", "x".repeat(48)],
+    ["few different characters", "abcdabcdabcdabcdabcdabcdabcdabcdabcdefg"],
+    ["a repeated piece", "0123456789abcdef0123456789abcdef"],
+    ["a placeholder", "ChangeMe-please-4f9a7c2e1b8d6h3k5m0n"],
+    ["the word secret", "my-super-Secret-jwt-key-for-prod-2026"],
+  ])("refuses a weak jwtSecret (%s) and says why without showing it", (_what, weak) => {
+    const message = problems(() => loadConfig({ env: { NATTER_AUTH__JWT_SECRET: weak } }));
+    expect(message).toContain("NATTER_AUTH__JWT_SECRET (auth.jwtSecret): too weak to sign tokens");
+    expect(message).not.toContain(weak);
+  });
+
+  it("takes random secrets as hex or base64", () => {
+    for (const s of [strong, "9f86d081884c7d659a2feaa0c55ad015", "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWpr"]) {
+      expect(loadConfig({ env: { NATTER_AUTH__JWT_SECRET: s } }).auth.jwtSecret).toBe(s);
+    }
+  });
+
+  it("refuses token lifetimes longer than the maximum token age", () => {
+    expect(problems(() => loadConfig({ env: { NATTER_AUTH__TOKEN_TTL_SEC: "7200", NATTER_AUTH__MAX_TOKEN_AGE_SEC: "3600" } }))).toContain(
+      "NATTER_AUTH__TOKEN_TTL_SEC (auth.tokenTtlSec): must not exceed auth.maxTokenAgeSec",
+    );
+  });
+});
+
+describe("development tokens", () => {
+  it.each(["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])("are served on the loopback address %s", (host) => {
+    expect(loadConfig({ env: { NATTER_AUTH__DEV_TOKENS: "true", NATTER_EDGE__HOST: host } }).auth.devTokens).toBe(true);
+  });
+
+  it.each(["0.0.0.0", "::", "10.0.0.5", "chat.example.com"])("are refused at start on %s, saying why", (host) => {
+    const message = problems(() => loadConfig({ env: { NATTER_AUTH__DEV_TOKENS: "true", NATTER_EDGE__HOST: host } }));
+    expect(message).toContain(`auth.devTokens (NATTER_AUTH__DEV_TOKENS) is on while edge.host is "${host}"`);
+    expect(message).toContain("loopback address only");
+    // `natter start --dev` sets it by an override.
+    expect(problems(() => loadConfig({ env: { NATTER_EDGE__HOST: host }, overrides: { auth: { devTokens: true } } }))).toContain("auth.devTokens (--dev)");
+  });
+
+  it("do not matter on a process without an edge", () => {
+    expect(loadConfig({ env: { NATTER_AUTH__DEV_TOKENS: "true", NATTER_EDGE__HOST: "0.0.0.0", NATTER_EDGE__ENABLED: "false" } }).auth.devTokens).toBe(true);
+  });
+});

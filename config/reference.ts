@@ -5,6 +5,8 @@ import { ConfigSchema } from "./schema.ts";
 
 type JsonSchema = {
   type?: string;
+  /** A secret setting: its variable may also name a file (`…_FILE`). */
+  secret?: boolean;
   const?: unknown;
   enum?: unknown[];
   default?: unknown;
@@ -62,7 +64,8 @@ export function renderConfigTable(): string {
     const prev = rows.get(key);
     const d = defs.get(key);
     const def = d !== undefined && s.const === undefined ? `\`${JSON.stringify(d)}\`` : "";
-    const line = `| \`${key}\` | \`${envVarName(path)}\` | ${type} | ${def} |`;
+    const variable = s.secret ? `\`${envVarName(path)}\` or \`${envVarName(path)}_FILE\` (secret)` : `\`${envVarName(path)}\``;
+    const line = `| \`${key}\` | ${variable} | ${type} | ${def} |`;
     // A discriminator appears once per alternative: list its values together.
     rows.set(key, prev && s.const !== undefined ? prev.replace(/ \| ([^|]*) \| ([^|]*) \|$/, (_m, t: string, d: string) => ` | ${t}, ${type} | ${d} |`) : line);
   };

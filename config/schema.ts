@@ -2,6 +2,7 @@
 // section. Values may come from a file (JSON or YAML) or from NATTER_* environment variables,
 // so scalar leaves also accept their string spelling ("8080", "true", "a,b").
 import { z } from "zod";
+import { weakSecretReason } from "./secrets.ts";
 
 const int = (min: number, max: number) =>
   z.preprocess(
@@ -36,6 +37,12 @@ const json = <T extends z.ZodType>(schema: T) =>
 
 const DAY_S = 24 * 3600;
 
+/**
+ * A secret setting: never logged, and also accepted from a file named by `<VARIABLE>_FILE`
+ * (config/load.ts finds these by their `secret` mark).
+ */
+const secret = <T extends z.ZodType>(schema: T) => schema.meta({ secret: true });
+
 const LogSchema = z.strictObject({
   level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** Human-readable logs; defaults to whether stdout is a terminal. */
@@ -47,7 +54,7 @@ const NatsSchema = z.strictObject({
   servers: list().optional(),
   /** Optional credentials for the connection. */
   user: z.string().optional(),
-  pass: z.string().optional(),
+  pass: secret(z.string().optional()),
   embedded: z
     .strictObject({
       /** nats-server binary; defaults to the one `npm run obtain` caches. */
@@ -100,15 +107,33 @@ const QuotaSchema = z.strictObject({
   storedBytesPerDay: int(0, 2 ** 50).default(256 * 1024 * 1024),
 });
 
-const AuthSchema = z.strictObject({
-  /** HS256 secret for tokens (≥ 32 characters). Unset: `natter start` keeps one in the data folder. */
-  jwtSecret: z.string().min(32).optional(),
-  issuer: z.string().default("natter"),
-  audience: z.string().default("natter"),
-  /** Serve POST /dev/token (mint a token for any user name): for development only. */
-  devTokens: bool().default(false),
-  tokenTtlSec: int(60, 30 * DAY_S).default(DAY_S),
-});
+const AuthSchema = z
+  .strictObject({
+    /**
+     * HS256 secret for tokens: at least 32 characters, 8 different ones, not a repeated piece nor a
+     * placeholder ("changeme", "secret"…). Unset: `natter start` keeps a random one in the data folder.
+     */
+    jwtSecret: secret(
+      z
+        .string()
+        .superRefine((v, ctx) => {
+          const why = weakSecretReason(v);
+          if (why !== undefined) ctx.addIssue({ code: "custom", message: `too weak to sign tokens: it ${why}` });
+        })
+        .optional(),
+    ),
+    issuer: z.string().default("natter"),
+    audience: z.string().default("natter"),
+    /** Serve POST /dev/token (mint a token for any user name): for development only, and refused unless edge.host is a loopback address. */
+    devTokens: bool().default(false),
+    /** Lifetime of the tokens natter mints (`natter token`, POST /dev/token), seconds; at most maxTokenAgeSec. */
+    tokenTtlSec: int(60, 30 * DAY_S).default(DAY_S),
+    /** A token is refused this long after its `iat` whatever its `exp` says (seconds); tokens without `iat`, `exp` or `sub` are refused. */
+    maxTokenAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
+    /** A socket whose token expired gets this long to send a fresh one (`token` frame) before it is closed 4401 (seconds). */
+    expiryGraceSec: int(1, 3600).default(30),
+  })
+  .refine((a) => a.tokenTtlSec <= a.maxTokenAgeSec, { path: ["tokenTtlSec"], message: "must not exceed auth.maxTokenAgeSec: tokens would be refused before they expire" });
 
 const EdgeSchema = z.strictObject({
   /** Serve HTTP and WebSocket clients from this process (off for a workers-only process). */
@@ -120,7 +145,11 @@ const EdgeSchema = z.strictObject({
   maxPayloadBytes: int(256, 1024 * 1024).default(64 * 1024),
   /** Longest text of one message (characters). */
   maxTextChars: int(1, 100_000).default(4000),
-  /** Origins allowed to open a WebSocket; empty allows requests without an Origin and same-host ones. */
+  /**
+   * Origins allowed to open a WebSocket (e.g. https://chat.example.com). Empty: only the edge's own
+   * host (an Origin whose host:port is the request's Host); requests without an Origin (apps, not
+   * browsers) are always allowed. Others are closed 4403.
+   */
   allowedOrigins: list().default([]),
   helloTimeoutMs: int(100, 60_000).default(5000),
   /** Bytes buffered for a slow socket before it is closed with "resume from your cursor". */
@@ -196,7 +225,7 @@ const CassandraStoreSchema = z.strictObject({
   /** Apply schema migrations when natter starts (otherwise run `natter migrate`). */
   migrateOnStart: bool().default(true),
   username: z.string().optional(),
-  password: z.string().optional(),
+  password: secret(z.string().optional()),
 });
 
 const SqliteStoreSchema = z.strictObject({
@@ -219,7 +248,7 @@ const S3BlobsSchema = z.strictObject({
   port: int(1, 65535).default(9000),
   useSSL: bool().default(false),
   accessKey: z.string().min(1),
-  secretKey: z.string().min(1),
+  secretKey: secret(z.string().min(1)),
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
   region: z.string().default("us-east-1"),
   /** Base URL clients reach the S3 server at, for presigned GETs (e.g. https://media.example.com); defaults to the endpoint above. */
@@ -241,8 +270,16 @@ const ImagesSchema = z.strictObject({
   orphanAfterSec: int(1, 30 * DAY_S).default(DAY_S),
   /** How long a presigned GET URL of an image is valid (seconds; S3 blobs only). */
   urlTtlSec: int(1, 7 * DAY_S).default(300),
-  /** Uploads decoded at once per edge; up to 8× this many more are read or wait, beyond that RATE_LIMITED. */
+  /** Uploads decoded at once per edge (each in its own child process); up to 8× this many more are read or wait, beyond that RATE_LIMITED. */
   maxConcurrent: int(1, 64).default(2),
+  /** Uploads one user may have in progress on an edge (read, waiting or processed); more: RATE_LIMITED. */
+  maxUploadsPerUser: int(1, 64).default(4),
+  /** An upload's body must average at least this many bytes per second since it began, checked from 5 s on; slower: cut with UPLOAD_TIMEOUT. */
+  uploadMinBytesPerSec: int(1, 1024 * 1024 * 1024).default(8 * 1024),
+  /** An upload's whole body must arrive within this time (seconds); later: cut with UPLOAD_TIMEOUT. */
+  uploadTimeoutSec: int(1, 3600).default(300),
+  /** Decoding, re-encoding and the thumbnail of one image must finish within this time (seconds); the child process is killed past it (IMAGE_TIMEOUT). */
+  processTimeoutSec: int(1, 600).default(30),
 });
 
 const WorkersSchema = z.strictObject({
@@ -290,7 +327,7 @@ const PushSchema = z.strictObject({
     .strictObject({
       /** VAPID key pair (URL-safe base64, as `web-push generate-vapid-keys` prints); set both, and the same on every node. Unset: `natter start` keeps a pair in <dataDir>/vapid.json. */
       publicKey: z.string().optional(),
-      privateKey: z.string().optional(),
+      privateKey: secret(z.string().optional()),
       /** Contact for push services: a mailto: or https: URL. */
       subject: z.string().regex(/^(mailto:|https:\/\/)/).default("mailto:natter@localhost"),
     })

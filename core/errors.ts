@@ -38,6 +38,8 @@ export const ERRORS = {
   IMAGE_CORRUPT: { status: 422, temporary: false, message: "the image cannot be decoded" },
   IMAGE_NOT_FOUND: { status: 404, temporary: false, message: "image not found" },
   TOO_MANY_IMAGES: { status: 400, temporary: false, message: "too many images in one message" },
+  IMAGE_TIMEOUT: { status: 422, temporary: false, message: "the image took too long to process" },
+  UPLOAD_TIMEOUT: { status: 408, temporary: true, message: "the upload arrived too slowly" },
   // Push notifications
   PUSH_TARGET_REFUSED: { status: 400, temporary: false, message: "the push endpoint or webhook URL is not allowed" },
   PUSH_SUBSCRIPTIONS_FULL: { status: 409, temporary: false, message: "the user has the maximum number of push subscriptions" },

@@ -1,4 +1,4 @@
-import { pino, type Logger } from "pino";
+import { type DestinationStream, pino, type Logger } from "pino";
 
 export type { Logger };
 
@@ -8,14 +8,33 @@ export interface LogOptions {
   pretty: boolean;
 }
 
-export function createLogger(opts: LogOptions): Logger {
-  if (opts.pretty) {
+/**
+ * Fields whose values never reach a log line, at the top of a logged object and up to two levels
+ * down (`{ token }`, `{ req: { token } }`, `{ cfg: { auth: { jwtSecret } } }`): tokens, secrets,
+ * passwords and keys. Their values are replaced by "[redacted]". A value written into the message
+ * string itself cannot be found: never interpolate one.
+ */
+const SECRET_FIELDS = ["token", "authorization", "cookie", "secret", "password", "pass", "jwtSecret", "secretKey", "privateKey", "keys"];
+const REDACT = {
+  paths: [
+    ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+    "req.headers.authorization",
+    "req.headers.cookie",
+    "*.headers.authorization",
+    "*.headers.cookie",
+  ],
+  censor: "[redacted]",
+};
+
+export function createLogger(opts: LogOptions, destination?: DestinationStream): Logger {
+  if (opts.pretty && destination === undefined) {
     return pino({
       level: opts.level,
+      redact: REDACT,
       transport: { target: "pino-pretty", options: { colorize: true, translateTime: "HH:MM:ss.l", ignore: "pid,hostname" } },
     });
   }
-  return pino({ level: opts.level });
+  return destination === undefined ? pino({ level: opts.level, redact: REDACT }) : pino({ level: opts.level, redact: REDACT }, destination);
 }
 
 /** A logger that writes nothing: for tests and tools that do not want output. */

@@ -5,6 +5,7 @@
 // type is a schema in protocol.ts and an entry in FRAME_HANDLERS: the map's type makes it total.
 import { NatterError } from "../core/index.ts";
 import type { Conversation, ImageRef } from "../streams/index.ts";
+import type { TokenClaims } from "./auth.ts";
 import type { SocketLimits } from "./limits.ts";
 import { TYPING_TTL_MS, type ClientFrame, type ServerFrame } from "./protocol.ts";
 import type { PushTarget, SessionServices } from "./services.ts";
@@ -16,6 +17,11 @@ export interface FrameContext {
   readonly services: SessionServices;
   readonly limits: SocketLimits;
   reply(frame: ServerFrame): void;
+  /**
+   * Moves the socket onto a fresh token of its own user (a new expiry); UNAUTHENTICATED for a
+   * token that is not valid, revoked, or another user's: the socket then keeps its current one.
+   */
+  renewToken(token: string): Promise<TokenClaims>;
 }
 
 type FrameOf<T extends ClientFrame["type"]> = Extract<ClientFrame, { type: T }>;
@@ -27,6 +33,12 @@ function conv(ctx: FrameContext, ref: string | undefined, c: Conversation): void
 
 const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   ping: (ctx, f) => ctx.reply({ type: "pong", ref: f.ref }),
+
+  token: async (ctx, f) => {
+    ctx.limits.tokenFrame();
+    const claims = await ctx.renewToken(f.token);
+    ctx.reply({ type: "token", ref: f.ref, user: claims.user, exp: claims.exp });
+  },
 
   "dm.open": async (ctx, f) => conv(ctx, f.ref, await ctx.services.directory.openDm(ctx.user, f.peer)),
   "group.create": async (ctx, f) => conv(ctx, f.ref, await ctx.services.directory.createGroup(ctx.user, f.name, f.members)),

@@ -9,7 +9,8 @@
 //   the whole cluster grants it one budget. An edge's part of the burst is never below the
 //   dearest frame's cost, so every frame can pass.
 // - A socket has at most `edge.maxInFlightPerSocket` frames being handled at once, a budget of
-//   bad frames (past it: close 4429), and one typing signal per conversation every 2 s.
+//   bad frames (past it: close 4429), one typing signal per conversation every 2 s, and 3 `token`
+//   frames at once, then one per 10 s.
 // A refusal is a typed, temporary RATE_LIMITED.
 import type { EdgeConfig } from "../config/index.ts";
 import { NatterError } from "../core/index.ts";
@@ -70,6 +71,7 @@ export const FRAME_COSTS: { readonly [T in ClientFrame["type"]]: number } = {
   "group.leave": 2,
   "push.register": 5,
   "push.remove": 1,
+  token: 1,
 };
 
 /** The dearest frame: the least burst an edge grants a user, so that every frame can pass. */
@@ -158,11 +160,16 @@ export class UserBudgets {
   }
 }
 
+/** `token` frames a socket may send at once, and then one per this many seconds: a client needs one per token lifetime. */
+const TOKEN_FRAMES_BURST = 3;
+const TOKEN_FRAME_INTERVAL_S = 10;
+
 /** Conversations whose last typing signal is remembered per socket before old ones are dropped. */
 const TYPING_REMEMBERED = 64;
 
 export class SocketLimits {
   readonly #badFrames: TokenBucket;
+  readonly #tokenFrames: TokenBucket;
   readonly #maxInFlight: number;
   #inFlight = 0;
   /** When this device last sent a typing signal, per conversation. */
@@ -172,7 +179,15 @@ export class SocketLimits {
   constructor(edge: Pick<EdgeConfig, "badFramesPerMinute" | "maxInFlightPerSocket">, now: () => number = Date.now) {
     this.#now = now;
     this.#badFrames = new TokenBucket(edge.badFramesPerMinute / 60, edge.badFramesPerMinute, now);
+    this.#tokenFrames = new TokenBucket(1 / TOKEN_FRAME_INTERVAL_S, TOKEN_FRAMES_BURST, now);
     this.#maxInFlight = edge.maxInFlightPerSocket;
+  }
+
+  /** A `token` frame (a signature check and a revocation read): RATE_LIMITED past 3 at once, then one per 10 s. */
+  tokenFrame(): void {
+    if (!this.#tokenFrames.take()) {
+      throw new NatterError("RATE_LIMITED", `at most ${TOKEN_FRAMES_BURST} token frames at once, then one every ${TOKEN_FRAME_INTERVAL_S} s`);
+    }
   }
 
   /** A frame starts being handled: RATE_LIMITED when `edge.maxInFlightPerSocket` already are. Pair with done(). */

@@ -22,6 +22,8 @@ export type HelloFrame = z.infer<typeof HelloFrame>;
 
 export const ClientFrame = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("ping"), ref }),
+  /** A fresh token for this socket's user: sent when told `token.expired`, or any time before. */
+  z.strictObject({ type: z.literal("token"), ref, token: z.string().max(4096) }),
   z.strictObject({ type: z.literal("dm.open"), ref, peer: id }),
   // Push subscriptions (docs/protocol.md#push-notifications); targets are checked on the server.
   z.discriminatedUnion("kind", [
@@ -106,6 +108,7 @@ export const CLIENT_FRAME_TYPES = [
   "receipts",
   "convs",
   "typing",
+  "token",
 ] as const;
 
 /** A device may send one `typing` per conversation this often; recipients show it for TYPING_TTL_MS. */
@@ -126,6 +129,10 @@ export type ServerFrame =
   | { type: "welcome"; v: number; user: string; device: string; cursor: number; heartbeatMs?: number | undefined }
   | { type: "reset"; cursor: number; reason: string }
   | { type: "pong"; ref?: string | undefined }
+  /** The reply to `token`: the socket now runs on the new token, until its `exp` (Unix seconds). */
+  | { type: "token"; ref?: string | undefined; user: string; exp: number }
+  /** The socket's token expired (or reached auth.maxTokenAgeSec): send a `token` frame within graceMs, else close 4401. */
+  | { type: "token.expired"; graceMs: number }
   | { type: "conv"; ref?: string | undefined; conv: ConvView }
   | { type: "ack"; ref?: string | undefined; conv: string; cid: string; id: number; dup: boolean }
   | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number; images?: ImageRef[] | undefined }

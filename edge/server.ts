@@ -16,6 +16,7 @@ import { EdgeAdmission } from "./admission.ts";
 import { UserFeeds } from "./feeds.ts";
 import { UserBudgets } from "./limits.ts";
 import type { HistoryReader } from "./protocol.ts";
+import type { Revocations } from "./revocations.ts";
 import { devTokenRoutes } from "./routes/dev-token.ts";
 import { discoveryRoutes } from "./routes/discovery.ts";
 import { healthRoutes, type Readiness } from "./routes/health.ts";
@@ -40,6 +41,8 @@ export interface EdgeDeps {
   topology: Topology;
   config: EdgeConfig;
   tokens: TokenSettings;
+  /** Revoked tokens: checked at hello, on refresh and on HTTP requests; sockets of a user revoked live are closed 4401. */
+  revocations: Revocations;
   history: HistoryReader;
   /** Receipts, unread counts and the conversation list (`receipt`, `receipts`, `convs`). */
   receipts: Receipts;
@@ -96,6 +99,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     feeds: new UserFeeds(deps.nc, deps.topology, log, { presence: deps.presence !== undefined }),
     edge: config,
     tokens: deps.tokens,
+    revocations: deps.revocations,
     history: deps.history,
     presence: deps.presence,
     push: deps.push,
@@ -121,10 +125,17 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   await app.register(healthRoutes, { readiness: deps.readiness, draining: isDraining });
   if (deps.devTokens) await app.register(devTokenRoutes, { tokens: deps.tokens });
   await app.register(pageRoutes);
-  if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens });
+  if (deps.images) await app.register(imageRoutes, { images: deps.images, tokens: deps.tokens, revocations: deps.revocations });
   await app.register(pushRoutes, { push: deps.push });
   await app.register(discoveryRoutes, { discovery: deps.discovery });
   await app.register(socketRoutes, { services, sessions, admission, draining: isDraining, mistakes, log });
+  // A revocation closes the user's sockets on this edge that run on a revoked token.
+  const unwatchRevocations = deps.revocations.watch((revoked) => {
+    for (const s of sessions) {
+      const notBefore = revoked.get(s.user);
+      if (notBefore !== undefined) s.revoke(notBefore);
+    }
+  });
 
   const edge: Edge = {
     app,
@@ -151,6 +162,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     },
     async close() {
       await edge.drain();
+      unwatchRevocations();
       for (const s of sessions) s.close("GOING_AWAY");
       await app.close();
       await registration?.close();

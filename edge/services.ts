@@ -10,6 +10,7 @@ import type { HelloSlots } from "./admission.ts";
 import type { LiveItem } from "./feeds.ts";
 import type { UserBudgets } from "./limits.ts";
 import type { HistoryReader, PresenceView } from "./protocol.ts";
+import type { RevocationCheck } from "./revocations.ts";
 import type { TypingSignal } from "./typing.ts";
 
 /** A push subscription a device registers (the `push.register` frame without type and ref). */
@@ -67,6 +68,8 @@ export interface SessionServices {
   feeds: LiveFeeds;
   edge: EdgeConfig;
   tokens: TokenSettings;
+  /** Revoked tokens: checked at hello and on every `token` frame. */
+  revocations: RevocationCheck;
   history: HistoryReader;
   presence?: SessionPresence | undefined;
   /** Push subscriptions (`push.register`, `push.remove`); absent when push is off. */

@@ -1,9 +1,11 @@
 // The device session's state machine with a fake socket, feed and inbox: hello → replay → live →
-// gap fill → slow-reader close, nothing handled before the token is verified, and the limits a
-// session applies (hello slots, connections per user, frames in flight, the user's budget).
+// gap fill → slow-reader close, nothing handled before the token is verified, the limits a
+// session applies (hello slots, connections per user, frames in flight, the user's budget), and
+// the token's life on the socket (expiry notice, grace, refresh, revocation).
 import { EventEmitter } from "node:events";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../config/index.ts";
+import { NatterError } from "../core/errors.ts";
 import { MistakeLog, silentLogger } from "../core/logger.ts";
 import { encodeJson } from "../nats/index.ts";
 import type { InboxEntry, InboxItem } from "../streams/index.ts";
@@ -14,7 +16,7 @@ import { UserBudgets } from "./limits.ts";
 import { DeviceSession, type SessionSocket } from "./session.ts";
 import type { InboxReader, LiveFeeds, SessionServices } from "./services.ts";
 
-const tokens: TokenSettings = { secret: "unit-test-secret-unit-test-secret-0123", issuer: "natter", audience: "natter", ttlSec: 600 };
+const tokens: TokenSettings = { secret: "unit-test-secret-unit-test-secret-0123", issuer: "natter", audience: "natter", ttlSec: 600, maxAgeSec: 3600, expiryGraceSec: 5 };
 
 type Frame = { type: string; cursor?: number; id?: number; code?: string; ref?: string; [k: string]: unknown };
 
@@ -88,6 +90,7 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
     feeds,
     edge: config,
     tokens,
+    revocations: { check: async () => {}, revokedNow: () => false },
     typing: { attach: () => () => {}, publish: () => {} },
     log: silentLogger(),
     mistakes: new MistakeLog(silentLogger()),
@@ -242,6 +245,103 @@ describe("DeviceSession", () => {
     await until(() => ws.closedWith !== undefined);
     expect(ws.sent.map((f) => f.code)).toEqual(["NOT_HELLO"]);
     expect(ws.closedWith).toBe(4400);
+  });
+});
+
+describe("DeviceSession's token", () => {
+  afterEach(() => vi.useRealTimers());
+  /** Lets the event loop run (crypto, promises) until `cond` holds; timers are fake in these tests. */
+  const settle = async (cond: () => boolean) => {
+    for (let i = 0; i < 5000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+    expect(cond()).toBe(true);
+  };
+  const types = (ws: FakeSocket) => ws.sent.map((f) => (f.type === "error" ? `error:${f.code}` : f.type));
+  /** A live session of alice on a token valid for `ttlSec`, with the session's timers and the clock fake (from a whole second). */
+  async function live(ttlSec = 60, overrides: Partial<SessionServices> = {}) {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    vi.setSystemTime(new Date(1_700_000_000_000));
+    const s = open(overrides);
+    s.ws.frame({ type: "hello", v: 1, token: await mintToken(tokens, "alice", ttlSec), device: "phone" });
+    await settle(() => s.session.state === "live");
+    return s;
+  }
+
+  it("tells the device when its token expires, then closes 4401 when no fresh one comes within the grace", async () => {
+    const { ws } = await live(60);
+    vi.advanceTimersByTime(59_999);
+    expect(types(ws)).toEqual(["welcome"]);
+    vi.advanceTimersByTime(1);
+    expect(ws.sent.at(-1)).toEqual({ type: "token.expired", graceMs: 5000 });
+    vi.advanceTimersByTime(4_900);
+    expect(ws.closedWith).toBeUndefined();
+    vi.advanceTimersByTime(200);
+    expect(types(ws)).toEqual(["welcome", "token.expired", "error:UNAUTHENTICATED"]);
+    expect(ws.closedWith).toBe(4401);
+  });
+
+  it("moves onto a fresh token of the same user sent within the grace, with its new expiry", async () => {
+    const { ws, session } = await live(60);
+    vi.advanceTimersByTime(61_000);
+    expect(ws.sent.at(-1)).toMatchObject({ type: "token.expired" });
+    ws.frame({ type: "token", ref: "t1", token: await mintToken(tokens, "alice", 600) });
+    await settle(() => ws.sent.some((f) => f.ref === "t1"));
+    expect(ws.sent.at(-1)).toEqual({ type: "token", ref: "t1", user: "alice", exp: 1_700_000_061 + 600 });
+    // The old grace is over, the socket stays; the new token's expiry is told in its turn.
+    vi.advanceTimersByTime(10_000);
+    expect(ws.closedWith).toBeUndefined();
+    expect(session.state).toBe("live");
+    vi.advanceTimersByTime(590_000);
+    expect(types(ws)).toEqual(["welcome", "token.expired", "token", "token.expired"]);
+  });
+
+  it("refuses a token of another user, an invalid or a revoked one: the socket keeps its own, and closes at the end of the grace", async () => {
+    let revoked = false;
+    const { ws } = await live(60, { revocations: { check: async () => {}, revokedNow: () => revoked } });
+    vi.advanceTimersByTime(61_000);
+    ws.frame({ type: "token", ref: "bob", token: await mintToken(tokens, "bob", 600) });
+    await settle(() => ws.sent.filter((f) => f.type === "error").length === 1);
+    ws.frame({ type: "token", ref: "bad", token: "not-a-token" });
+    await settle(() => ws.sent.filter((f) => f.type === "error").length === 2);
+    revoked = true;
+    ws.frame({ type: "token", ref: "revoked", token: await mintToken(tokens, "alice", 600) });
+    await settle(() => ws.sent.filter((f) => f.type === "error").length === 3);
+    expect(ws.sent.slice(2)).toMatchObject([
+      { type: "error", ref: "bob", code: "UNAUTHENTICATED", message: expect.stringContaining("another user") },
+      { type: "error", ref: "bad", code: "UNAUTHENTICATED" },
+      { type: "error", ref: "revoked", code: "UNAUTHENTICATED", message: expect.stringContaining("revoked") },
+    ]);
+    expect(ws.closedWith).toBeUndefined();
+    vi.advanceTimersByTime(5_000);
+    expect(ws.closedWith).toBe(4401);
+  });
+
+  it("is closed 4401 by a revocation of the user's tokens issued after it, and only then", async () => {
+    const { ws, session } = await live(600);
+    const iat = Math.floor(Date.now() / 1000);
+    session.revoke(iat - 5); // tokens before an earlier time: not this one
+    expect(ws.closedWith).toBeUndefined();
+    session.revoke(iat + 1);
+    expect(types(ws)).toEqual(["welcome", "error:UNAUTHENTICATED"]);
+    expect(ws.closedWith).toBe(4401);
+  });
+
+  it("refuses a hello whose token was revoked (4401), and one whose revocations cannot be read (4503, UNAVAILABLE)", async () => {
+    const revokedHello = open({ revocations: { check: async () => {}, revokedNow: () => true } });
+    await hello(revokedHello.ws);
+    await until(() => revokedHello.ws.closedWith !== undefined);
+    expect(revokedHello.ws.closedWith).toBe(4401);
+    const down = open({
+      revocations: {
+        check: async () => {
+          throw new NatterError("UNAVAILABLE", "the revocations bucket is unavailable");
+        },
+        revokedNow: () => false,
+      },
+    });
+    await hello(down.ws);
+    await until(() => down.ws.closedWith !== undefined);
+    expect(types(down.ws)).toEqual(["error:UNAVAILABLE"]);
+    expect(down.ws.closedWith).toBe(4503);
   });
 });
 

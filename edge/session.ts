@@ -13,15 +13,21 @@
 // to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
 // socket's in-flight slots (frames waiting for welcome included) and is charged to its user's
 // budget before it runs.
+//
+// The token lives as long as the socket: at its `exp` (or auth.maxTokenAgeSec after its `iat`)
+// the device is told `token.expired` and has auth.expiryGraceSec to send a fresh token of the
+// same user (`token` frame), else the socket is closed 4401; a revocation of the user's tokens
+// closes it 4401 at once.
 import type { WebSocket, RawData } from "ws";
 import { asNatterError, CLOSE, type CloseKind, type Logger, NatterError } from "../core/index.ts";
 import type { DeviceHandle } from "../presence/index.ts";
 import { decodePrev, type InboxEntry } from "../streams/index.ts";
-import { verifyToken } from "./auth.ts";
+import { authenticate, type TokenClaims, tokenDeadlineMs } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
 import { inboxFrame, liveFrame } from "./frames.ts";
 import { handleFrame, type FrameContext } from "./handlers.ts";
 import { SocketLimits } from "./limits.ts";
+import { revoked } from "./revocations.ts";
 import { ClientFrame, FrameError, HelloFrame, PROTOCOL_VERSION, decodeFrame, validateFrame, type ServerFrame } from "./protocol.ts";
 import type { SessionServices } from "./services.ts";
 
@@ -30,6 +36,8 @@ export type SessionSocket = Pick<WebSocket, "on" | "send" | "close" | "bufferedA
 
 /** How long a replay waits for a full socket buffer to drain before closing the socket 4409. */
 const DRAIN_DEADLINE_MS = 10_000;
+/** The longest delay setTimeout keeps (a longer one fires at once): later expiries are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A user refused for too many connections may try again after about this long (jittered). */
 const TOO_MANY_CONNECTIONS_RETRY_MS = 30_000;
@@ -54,6 +62,10 @@ export class DeviceSession implements FrameContext {
   #budgeted = false;
   #onHelloDone: (() => void) | undefined;
   readonly #helloTimer: NodeJS.Timeout;
+  /** The token the socket runs on, and the timers of its expiry and of the grace after it. */
+  #claims: TokenClaims | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
 
   /** `onHelloDone`: called once, when the first frame arrives or the socket closes before it. */
   constructor(ws: SessionSocket, services: SessionServices, onHelloDone?: () => void) {
@@ -103,6 +115,8 @@ export class DeviceSession implements FrameContext {
     this.#state = "closed";
     this.#helloDone();
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#graceTimer);
     if (this.#budgeted) this.services.budgets.detach(this.#user);
     this.#budgeted = false;
     this.#detach?.();
@@ -277,15 +291,26 @@ export class DeviceSession implements FrameContext {
   }
 
   async #handshake(hello: HelloFrame): Promise<void> {
-    let user: string;
+    let claims: TokenClaims;
     try {
-      user = await verifyToken(this.services.tokens, hello.token);
-    } catch {
+      claims = await authenticate(this.services.tokens, this.services.revocations, hello.token);
+      if (this.services.revocations.revokedNow(claims)) throw revoked();
+    } catch (err) {
+      if (this.#state !== "starting") return;
+      const e = asNatterError(err);
+      if (e.code !== "UNAUTHENTICATED") {
+        // The revocations could not be read: the device retries later.
+        this.#sendError(e);
+        this.close("UNAVAILABLE");
+        return;
+      }
       this.services.mistakes.note("UNAUTHENTICATED");
       this.close("UNAUTHORIZED");
       return;
     }
     if (this.#state !== "starting") return;
+    const user = claims.user;
+    this.#useToken(claims);
     this.#user = user;
     this.#device = hello.device;
     this.#log = this.services.log.child({ user, device: hello.device });
@@ -368,6 +393,46 @@ export class DeviceSession implements FrameContext {
     this.#early = [];
     for (const f of early) void this.#frame(f.buf, f.isBinary); // each already holds its slot
     await this.#pump();
+  }
+
+  /** Runs on `claims` from now on: its expiry is armed, a previous one's timers are dropped. */
+  #useToken(claims: TokenClaims): void {
+    this.#claims = claims;
+    clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = undefined;
+    const at = tokenDeadlineMs(this.services.tokens, claims);
+    const arm = () => {
+      const wait = at - Date.now();
+      this.#expiryTimer = wait > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(() => this.#tokenExpired(), Math.max(0, wait));
+    };
+    arm();
+  }
+
+  /** The token expired: the device is told, and closed 4401 unless a fresh one comes within the grace. */
+  #tokenExpired(): void {
+    if (this.#state === "closed") return;
+    const graceMs = this.services.tokens.expiryGraceSec * 1000;
+    this.reply({ type: "token.expired", graceMs });
+    this.#graceTimer = setTimeout(() => {
+      this.reply({ type: "error", ...new NatterError("UNAUTHENTICATED", "the token expired and no fresh one came within the grace").toClient() });
+      this.close("UNAUTHORIZED");
+    }, graceMs);
+  }
+
+  async renewToken(token: string): Promise<TokenClaims> {
+    const claims = await authenticate(this.services.tokens, this.services.revocations, token);
+    if (claims.user !== this.#user) throw new NatterError("UNAUTHENTICATED", "the token is for another user: the socket keeps its token");
+    if (this.services.revocations.revokedNow(claims)) throw revoked();
+    if (this.#state !== "closed") this.#useToken(claims);
+    return claims;
+  }
+
+  /** The user's tokens issued before `notBefore` were revoked: closes 4401 if this socket runs on one. */
+  revoke(notBefore: number): void {
+    if (this.#state === "closed" || this.#claims === undefined || this.#claims.iat >= notBefore) return;
+    this.reply({ type: "error", ...revoked().toClient() });
+    this.close("UNAUTHORIZED");
   }
 
   #welcome(cursor: number): void {

@@ -1,5 +1,5 @@
 import { Readable } from "node:stream";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { imageBlobKey, isImageId, newImageId, readCapped } from "./images.ts";
 
 describe("image ids and keys", () => {
@@ -39,5 +39,59 @@ describe("readCapped", () => {
     );
     await expect(readCapped(endless, 10_000)).rejects.toMatchObject({ code: "IMAGE_TOO_LARGE" });
     expect(produced).toBeLessThan(100);
+  });
+});
+
+describe("readCapped with a pace", () => {
+  afterEach(() => vi.useRealTimers());
+  const pace = { minBytesPerSec: 1000, timeoutMs: 60_000 };
+  /** A body that sends `size` bytes every `everyMs` (fake time), `times` times, then ends, or stalls when `stall`. */
+  function trickle(size: number, everyMs: number, times: number, stall = false): AsyncIterable<Buffer> {
+    return (async function* () {
+      for (let i = 0; i < times; i++) {
+        await new Promise((r) => setTimeout(r, everyMs));
+        yield Buffer.alloc(size, 1);
+      }
+      if (stall) await new Promise(() => undefined);
+    })();
+  }
+  const fake = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+
+  it("takes a body that keeps the rate, however long it is within the deadline", async () => {
+    fake();
+    const read = readCapped(trickle(1500, 1000, 30), 100_000, { pace });
+    await vi.advanceTimersByTimeAsync(31_000);
+    expect((await read).length).toBe(45_000);
+  });
+
+  it("cuts a trickle below the rate once the first 5 s are over, with UPLOAD_TIMEOUT", async () => {
+    fake();
+    const read = readCapped(trickle(16, 1000, 1000), 100_000, { pace });
+    const outcome = read.then(
+      () => "read",
+      (e: { code: string; message: string }) => `${e.code}: ${e.message}`,
+    );
+    await vi.advanceTimersByTimeAsync(4_900);
+    expect(await Promise.race([outcome, "pending"])).toBe("pending");
+    await vi.advanceTimersByTimeAsync(200);
+    expect(await outcome).toBe("UPLOAD_TIMEOUT: the upload arrived slower than 1000 bytes/s");
+  });
+
+  it("cuts a body that stalls after a fast start once its bytes no longer cover the rate", async () => {
+    fake();
+    const read = readCapped(trickle(10_000, 100, 1, true), 100_000, { pace });
+    const outcome = read.catch((e: { code: string }) => e.code);
+    await vi.advanceTimersByTimeAsync(9_000);
+    expect(await Promise.race([outcome, "pending"])).toBe("pending");
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(await outcome).toBe("UPLOAD_TIMEOUT");
+  });
+
+  it("cuts a body still arriving at the deadline, whatever its rate", async () => {
+    fake();
+    const read = readCapped(trickle(50_000, 1000, 100), 10_000_000, { pace: { minBytesPerSec: 1000, timeoutMs: 20_000 } });
+    const outcome = read.catch((e: { code: string; message: string }) => e.message);
+    await vi.advanceTimersByTimeAsync(21_000);
+    expect(await outcome).toBe("the upload did not arrive within 20 s");
   });
 });

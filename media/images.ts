@@ -1,6 +1,8 @@
 // Images: upload, attach to a message, fetch. The rules:
-//   - An upload is read with a size cap, checked and re-encoded (process.ts) before anything is
-//     stored; then its record goes to the `uploads` KV bucket with a per-key TTL of
+//   - An upload is read with a size cap and a pace (a minimum rate and a deadline: a trickling
+//     body is cut with UPLOAD_TIMEOUT and frees its place), at most images.maxUploadsPerUser at
+//     once per user, then checked and re-encoded in a child process with a deadline
+//     (processor.ts, process.ts) before anything is stored; then its record goes to the `uploads` KV bucket with a per-key TTL of
 //     images.orphanAfterSec, then its two blobs (full size and thumbnail) are written. Only then
 //     does the uploader learn its id: a failed or half-finished upload leaves nothing anyone
 //     can name, and whatever it wrote is swept when its record expires.
@@ -21,7 +23,7 @@ import { type Logger, NatterError, Semaphore } from "../core/index.ts";
 import { type BlobStore, type ImageIndex, MAX_IMAGE_SHARES } from "../persistence/index.ts";
 import { type ConversationDirectory, type ImageRef, ImageRefSchema } from "../streams/index.ts";
 import { decodeJson, encodeJson, isNotFound, isWrongLastSequence, names, uploadKeySubject } from "../nats/index.ts";
-import { disableImageCache, processImage } from "./process.ts";
+import { ImageProcessor } from "./processor.ts";
 
 export type ImageVariant = "full" | "thumb";
 export const IMAGE_VARIANTS: readonly ImageVariant[] = ["full", "thumb"];
@@ -68,32 +70,94 @@ export interface ImageServiceDeps {
   log: Logger;
 }
 
+/** How fast an upload's body must arrive (images.uploadMinBytesPerSec, images.uploadTimeoutSec). */
+export interface BodyPace {
+  /** The average rate the body must keep, counted from `graceMs` after it began. */
+  minBytesPerSec: number;
+  /** The whole body within this. */
+  timeoutMs: number;
+}
+
+/** A body's first seconds are not held to the rate (a connection warming up, a phone waking its radio). */
+const PACE_GRACE_MS = 5000;
+
 /**
  * Reads a body to its end, keeping at most `max` bytes: IMAGE_TOO_LARGE when it is longer. Past
  * `max` the rest is read and dropped (so an HTTP client still gets the answer rather than a reset
  * connection) up to `discardUpTo` bytes in all; a body longer than that is abandoned at once.
+ * With a `pace`, a body that falls below its rate or passes its deadline is abandoned (no more is
+ * read) with UPLOAD_TIMEOUT.
  */
-export async function readCapped(body: AsyncIterable<unknown>, max: number, discardUpTo = max * 4): Promise<Buffer> {
+export async function readCapped(body: AsyncIterable<unknown>, max: number, opts: { discardUpTo?: number; pace?: BodyPace } = {}): Promise<Buffer> {
+  const discardUpTo = opts.discardUpTo ?? max * 4;
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body) {
-    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-    total += b.length;
-    if (total <= max) chunks.push(b);
-    else if (total > discardUpTo) break;
+  const it = body[Symbol.asyncIterator]();
+  const watch = opts.pace === undefined ? undefined : paceWatch(opts.pace, () => total);
+  try {
+    for (;;) {
+      const next = it.next();
+      const r = watch === undefined ? await next : await Promise.race([next, watch.late]);
+      if (r === "late") {
+        // Left unread: the caller answers and closes the connection. The pending read ends with it.
+        next.catch(() => undefined);
+        throw new NatterError("UPLOAD_TIMEOUT", watch!.why());
+      }
+      if (r.done) break;
+      const chunk = r.value;
+      const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      total += b.length;
+      if (total <= max) chunks.push(b);
+      else if (total > discardUpTo) {
+        await it.return?.();
+        break;
+      }
+    }
+  } finally {
+    watch?.stop();
   }
   if (total > max) throw new NatterError("IMAGE_TOO_LARGE", `the file exceeds ${max} bytes`);
   return Buffer.concat(chunks, total);
 }
 
-
+/**
+ * Watches a body's progress: `late` resolves once the bytes so far fall below the pace's rate
+ * (after the grace) or the deadline passes. Checked when the rate would next be missed, not on
+ * every chunk.
+ */
+function paceWatch(pace: BodyPace, received: () => number): { late: Promise<"late">; why(): string; stop(): void } {
+  const start = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  let reason = "";
+  const late = new Promise<"late">((resolve) => {
+    const check = () => {
+      const elapsed = Date.now() - start;
+      if (elapsed >= pace.timeoutMs) {
+        reason = `the upload did not arrive within ${pace.timeoutMs / 1000} s`;
+        return resolve("late");
+      }
+      // The time at which the bytes so far stop meeting the rate.
+      const dueAt = Math.max(PACE_GRACE_MS, (received() / pace.minBytesPerSec) * 1000);
+      if (elapsed >= PACE_GRACE_MS && elapsed > dueAt) {
+        reason = `the upload arrived slower than ${pace.minBytesPerSec} bytes/s`;
+        return resolve("late");
+      }
+      timer = setTimeout(check, Math.max(10, Math.min(dueAt, pace.timeoutMs) - elapsed + 1));
+    };
+    timer = setTimeout(check, Math.min(PACE_GRACE_MS, pace.timeoutMs));
+  });
+  return { late, why: () => reason, stop: () => clearTimeout(timer) };
+}
 
 export class ImageService {
   readonly #d: ImageServiceDeps;
   readonly #slots: Semaphore;
+  readonly #processor: ImageProcessor;
   /** Uploads being read, waiting or processed; at most 9 × maxConcurrent (each holds ≤ maxBytes). */
   #admitted = 0;
   readonly #maxAdmitted: number;
+  /** Uploads in progress by user (at most images.maxUploadsPerUser each). */
+  readonly #byUser = new Map<string, number>();
   readonly #ttl: string;
   /** Milliseconds of the most recent uploads' steps (newest last, at most 1000). */
   readonly timings: { fullMs: number; thumbMs: number; bytes: number }[] = [];
@@ -103,7 +167,17 @@ export class ImageService {
     this.#slots = new Semaphore(deps.config.maxConcurrent);
     this.#maxAdmitted = deps.config.maxConcurrent * 9;
     this.#ttl = `${deps.config.orphanAfterSec}s`;
-    disableImageCache();
+    this.#processor = new ImageProcessor({
+      size: deps.config.maxConcurrent,
+      timeoutMs: deps.config.processTimeoutSec * 1000,
+      limits: { maxPixels: deps.config.maxPixels, thumbSize: deps.config.thumbSize },
+      log: deps.log,
+    });
+  }
+
+  /** Stops the image processes. */
+  close(): Promise<void> {
+    return this.#processor.close();
   }
 
   get config(): ImagesConfig {
@@ -113,27 +187,36 @@ export class ImageService {
   /**
    * Reads, checks, re-encodes and stores one upload of `user` (at most maxBytes). Up to
    * maxConcurrent uploads are decoded at once and 8× that many more are read or wait; beyond
-   * that RATE_LIMITED at once. A slow uploader holds no processing slot while its body arrives.
+   * that RATE_LIMITED at once, as for a user's upload past maxUploadsPerUser. A slow uploader
+   * holds no processing slot while its body arrives, and one slower than the pace is cut
+   * (UPLOAD_TIMEOUT), freeing its place.
    */
   async upload(user: string, contentType: string | undefined, body: AsyncIterable<unknown>): Promise<ImageRef> {
+    const mine = this.#byUser.get(user) ?? 0;
+    const perUser = this.#d.config.maxUploadsPerUser;
+    if (mine >= perUser) throw new NatterError("RATE_LIMITED", `at most ${perUser} uploads of one user at once; retry when one is done`);
     if (this.#admitted >= this.#maxAdmitted) throw new NatterError("RATE_LIMITED", "too many images are being uploaded; retry later");
     this.#admitted++;
+    this.#byUser.set(user, mine + 1);
     try {
       return await this.#upload(user, contentType, body);
     } finally {
       this.#admitted--;
+      const left = (this.#byUser.get(user) ?? 1) - 1;
+      if (left > 0) this.#byUser.set(user, left);
+      else this.#byUser.delete(user);
     }
   }
 
   async #upload(user: string, contentType: string | undefined, body: AsyncIterable<unknown>): Promise<ImageRef> {
     const { config, blobs, js, log } = this.#d;
-    const bytes = await readCapped(body, config.maxBytes);
+    const bytes = await readCapped(body, config.maxBytes, { pace: { minBytesPerSec: config.uploadMinBytesPerSec, timeoutMs: config.uploadTimeoutSec * 1000 } });
     await this.#slots.acquire();
     let image: ImageRef;
     let full: Buffer;
     let thumb: Buffer;
     try {
-      const p = await processImage(bytes, contentType, { maxPixels: config.maxPixels, thumbSize: config.thumbSize });
+      const p = await this.#processor.process(bytes, contentType);
       this.timings.push({ fullMs: p.ms.full, thumbMs: p.ms.thumb, bytes: bytes.length });
       if (this.timings.length > TIMINGS_KEPT) this.timings.shift();
       full = p.full.data;

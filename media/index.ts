@@ -1,4 +1,4 @@
-// Images: checking and re-encoding uploads (sharp), upload records with a TTL, attaching to
+// Images: checking and re-encoding uploads (sharp, in child processes), upload records with a TTL, attaching to
 // messages, member-only fetches, and the orphan sweeper.
 export { ImageService, type ImageVariant } from "./images.ts";
 export { OrphanSweeper } from "./sweeper.ts";

@@ -64,6 +64,8 @@ export const names = {
   userConversationsBucket: "user-convs",
   /** Durable consumer on the presence bucket's stream that turns device changes into user presence. */
   presenceConsumer: "presence",
+  /** KV bucket of token revocations: key `<user>`, the time before which the user's tokens are refused (edge/revocations.ts). */
+  revocationsBucket: "revocations",
   /** KV bucket of image uploads not yet attached: key `<image id>`, per-key TTL (images.orphanAfterSec). */
   uploadsBucket: "uploads",
   /** Durable consumer on the uploads bucket's stream: an expiry marker is an orphan whose blobs go. */
@@ -236,6 +238,16 @@ export function presenceSubject(t: Topology, userId: string): string {
 /** Subject of an upload's key in the uploads bucket (`$KV.uploads.<image id>`). */
 export function uploadKeySubject(imageId: string): string {
   return kvKeySubject(names.uploadsBucket, checkId("image id", imageId));
+}
+
+/** Subject of a user's key in the revocations bucket (`$KV.revocations.<user>`); edges also subscribe to it with core NATS. */
+export function revocationKeySubject(userId: string): string {
+  return kvKeySubject(names.revocationsBucket, checkId("user id", userId));
+}
+
+/** Every key of the revocations bucket: what edges subscribe to, to learn of revocations live. */
+export function revocationsFilter(): string {
+  return kvKeySubject(names.revocationsBucket, "*");
 }
 
 /** Key of an edge in the edges bucket: its id (an id, see core/ids.ts). */

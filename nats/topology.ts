@@ -190,6 +190,10 @@ function quotaBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: 
   return { ...kvBucketConfig(cfg, names.quotaBucket, "natter: each user's sends per UTC day, key <user>.<yyyymmdd>"), max_age: nanos(2 * 24 * 3600 * S) };
 }
 
+function revocationsBucketConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return kvBucketConfig(cfg, names.revocationsBucket, "natter: token revocations, key <user> -> tokens of the user issued before notBefore are refused");
+}
+
 /** Ensures every stream, consumer and bucket exists with the configured settings. */
 export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig): Promise<void> {
   for (let shard = 0; shard < cfg.conversationShards; shard++) {
@@ -205,6 +209,7 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
   await upsertStream(jsm, contactsBucketConfig(cfg));
   await upsertStream(jsm, userConversationsBucketConfig(cfg));
   await upsertStream(jsm, quotaBucketConfig(cfg));
+  await upsertStream(jsm, revocationsBucketConfig(cfg));
 }
 
 /** Names of every stream natter needs: used by readiness checks. */
@@ -216,5 +221,6 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   out.push(names.kvStream(names.contactsBucket));
   out.push(names.kvStream(names.userConversationsBucket));
   out.push(names.kvStream(names.quotaBucket));
+  out.push(names.kvStream(names.revocationsBucket));
   return out;
 }

@@ -6,7 +6,7 @@ import { jetstream, type JetStreamClient, type JetStreamManager, jetstreamManage
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import { createMetrics, type Logger, NatterError } from "../core/index.ts";
-import { createEdge, type Edge, type TokenSettings } from "../edge/index.ts";
+import { createEdge, type Edge, Revocations, type TokenSettings } from "../edge/index.ts";
 import { ensureImageBuckets, ImageService, imageStreams } from "../media/index.ts";
 import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topologyOf } from "../nats/index.ts";
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
@@ -118,13 +118,16 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
       cleanups.push(async () => storage.stop());
       const quota = new QuotaLedger(requests, cfg.quota, log.child({ component: "quota" }));
       cleanups.push(() => quota.close());
-      images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
+      const imageService = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
+      cleanups.push(() => imageService.close());
+      images = imageService;
       const e = await createEdge({
         nc,
         directory,
         topology,
         config: cfg.edge,
         tokens,
+        revocations: new Revocations({ nc, js, jsm, log: log.child({ component: "auth" }), maxTokenAgeSec: cfg.auth.maxTokenAgeSec }),
         publish: (input) => publishMessage(requests, topology, input, storage),
         inbox: {
           bounds: (user) => inboxBounds(jsm, topology, user),

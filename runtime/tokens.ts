@@ -1,10 +1,13 @@
 // The token secret a node signs and verifies with: configured, or kept in the data folder so
-// tokens survive restarts of a single node.
+// tokens survive restarts of a single node; and the revocation of a user's tokens (`natter revoke`).
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { Config } from "../config/index.ts";
-import type { TokenSettings } from "../edge/index.ts";
+import { weakSecretReason, type Config } from "../config/index.ts";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { checkId, type Logger, NatterError } from "../core/index.ts";
+import { Revocations, type TokenSettings } from "../edge/index.ts";
+import { connectNats, names } from "../nats/index.ts";
 
 export function tokenSettings(cfg: Config): TokenSettings {
   let secret = cfg.auth.jwtSecret;
@@ -12,11 +15,37 @@ export function tokenSettings(cfg: Config): TokenSettings {
     const file = path.resolve(cfg.dataDir, "jwt-secret");
     if (existsSync(file)) {
       secret = readFileSync(file, "utf8").trim();
+      const why = weakSecretReason(secret);
+      if (why !== undefined) throw new NatterError("CONFIG_INVALID", `the token secret in ${file} is too weak to sign tokens: it ${why}; remove the file to have a random one made`);
     } else {
       mkdirSync(path.dirname(file), { recursive: true });
       secret = randomBytes(32).toString("base64url");
       writeFileSync(file, `${secret}\n`, { mode: 0o600 });
     }
   }
-  return { secret, issuer: cfg.auth.issuer, audience: cfg.auth.audience, ttlSec: cfg.auth.tokenTtlSec };
+  const a = cfg.auth;
+  return { secret, issuer: a.issuer, audience: a.audience, ttlSec: a.tokenTtlSec, maxAgeSec: a.maxTokenAgeSec, expiryGraceSec: a.expiryGraceSec };
+}
+
+/**
+ * Revokes every token of `user` issued before `notBefore` (Unix seconds): `natter revoke`. Writes
+ * the revocations bucket on the cluster natter runs on (nats.servers, or the embedded server);
+ * edges close the user's sockets that run on such a token and refuse them from then on.
+ */
+export async function revokeTokens(cfg: Config, user: string, notBefore: number, log: Logger): Promise<void> {
+  checkId("user id", user);
+  const servers = cfg.nats.servers ?? [`nats://${cfg.nats.embedded.host}:${cfg.nats.embedded.port}`];
+  const nc = await connectNats({ servers, name: "natter-revoke", ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}), log }).catch((err: unknown) => {
+    throw new NatterError("UNAVAILABLE", `cannot connect to NATS at ${servers.join(", ")}: is natter running?`, { cause: err });
+  });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const stream = names.kvStream(names.revocationsBucket);
+    await jsm.streams.info(stream).catch((err: unknown) => {
+      throw new NatterError("UNAVAILABLE", `NATS has no ${stream} stream: start natter (this version) on it first`, { cause: err });
+    });
+    await new Revocations({ nc, js: jetstream(nc), jsm, log, maxTokenAgeSec: cfg.auth.maxTokenAgeSec }).revoke(user, notBefore);
+  } finally {
+    await nc.drain();
+  }
 }

@@ -100,6 +100,8 @@ function frameOf(type: string, i: number): Frame {
       return { type, kind: "webhook", url: "https://push.example/hook" };
     case "push.remove":
       return { type, id: "p1" };
+    case "token":
+      return { type, token: "not-a-token" };
     default:
       throw new Error(`no test frame for ${type}`);
   }

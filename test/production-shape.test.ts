@@ -2,6 +2,7 @@
 // the NATS cluster configs in deploy/. Every check collects its problems and compares the list
 // with [], so a failure names each thing that is wrong at once.
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -23,8 +24,8 @@ const asText = (v: unknown): string => asList(v).map(String).join(" ");
 
 // ── compose interpolation ────────────────────────────────────────────────────────────────────
 
-/** The value a required `${VAR:?…}` stands for here: long enough for any secret in the schema. */
-const dummyFor = (name: string) => `${name.toLowerCase()}-`.padEnd(40, "x");
+/** The value a required `${VAR:?…}` stands for here: as strong as any secret in the schema asks (a hash of the name). */
+const dummyFor = (name: string) => createHash("sha256").update(name).digest("base64url");
 
 /**
  * compose's substitution of one value: `$$` → `$`, `${V:-d}`/`${V-d}` → d, `${V:?m}`/`${V?m}` →

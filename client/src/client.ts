@@ -62,6 +62,9 @@ export class NatterClient {
         this.#requests.flush();
         this.#outbox.pump();
       },
+      renewToken: async (token) => {
+        expectReply(await this.#requests.request({ type: "token", token }), "token");
+      },
       awaitsReply: (ref) => this.#awaitsReply(ref),
       frame: (f) => this.#onFrame(f),
       cursorRefused: (message) => this.#inbox.refused(message),

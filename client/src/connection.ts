@@ -1,6 +1,7 @@
 // The socket's life. Before every attempt it asks for the URL and a token; it says hello with the
 // cursor and gives up on an attempt not welcomed within handshakeTimeoutMs; while open, a ping
-// finds a connection that stopped answering. After a close its code decides: reconnect with
+// finds a connection that stopped answering, and when the server says the token expired it asks
+// for a fresh one and sends it on the socket. After a close its code decides: reconnect with
 // jittered backoff, refresh the token first, or stop for good. What the rest of the client does
 // at each step (load the cursor, put queued work on the wire, reject or resend what was in
 // flight) it is told through ConnectionHooks; what requests and sends need of it is Wire.
@@ -51,6 +52,8 @@ export interface ConnectionHooks {
   welcomed(f: WelcomeFrame): void;
   /** `open` was announced and connect() resolved: put what waited on the wire. */
   opened(f: WelcomeFrame): void;
+  /** Sends a fresh token on the open socket (a `token` request); rejects with the server's refusal. */
+  renewToken(token: string): Promise<void>;
   /** Whether `ref` is the ref of a request or send waiting for its reply. */
   awaitsReply(ref: unknown): boolean;
   /** Every frame but the welcome and error frames that answer nothing. */
@@ -220,6 +223,7 @@ export class Connection implements Wire {
     if (typeof f !== "object" || f === null) return;
     this.#awaitingPong = false;
     if (f.type === "welcome") return this.#onWelcome(f);
+    if (f.type === "token.expired") return void this.#renewToken();
     if (f.type === "error" && !this.#hooks.awaitsReply(f.ref)) {
       // Not an answer: why the server is about to close the socket, or a problem to report.
       const e = errorFromFrame(f);
@@ -258,6 +262,31 @@ export class Connection implements Wire {
     this.#connectWaiters = [];
     for (const w of waiters) w.resolve();
     this.#hooks.opened(f);
+  }
+
+  /**
+   * The server says this socket's token expired: a fresh one from the provider (reason
+   * `refresh`) goes on the socket within the server's grace. Without a provider, or when the
+   * server refuses it, the error is reported and the server's close (4401) follows; the
+   * reconnect then asks the provider again.
+   */
+  async #renewToken(): Promise<void> {
+    const gen = this.#gen;
+    const provider = this.#opts.token;
+    if (typeof provider !== "function") {
+      this.#events.emit("error", new NatterError("UNAUTHENTICATED", "the token expired and there is no token provider to ask for a fresh one", { temporary: false }));
+      return;
+    }
+    try {
+      const token = await provider("refresh");
+      if (gen !== this.#gen || this.#state === "closed") return;
+      this.#hooks.tokenUsed(token);
+      await this.#hooks.renewToken(token);
+    } catch (err) {
+      if (gen !== this.#gen || this.#state === "closed") return;
+      const e = err instanceof NatterError ? err : new NatterError("UNAUTHENTICATED", `could not renew the token: ${(err as Error)?.message ?? String(err)}`, { temporary: false, cause: err });
+      this.#events.emit("error", e);
+    }
   }
 
   #ping(): void {

@@ -19,7 +19,11 @@ export interface WebSocketLike {
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
-/** Asked for a token before every connection attempt; `refresh` after the server refused the last one (close 4401). */
+/**
+ * Asked for a token before every connection attempt; `refresh` after the server refused the last
+ * one (close 4401), and when the server says the open socket's token expired (`token.expired`:
+ * the client sends the fresh token on the socket, which stays open).
+ */
 export type TokenProvider = (reason: "connect" | "refresh") => string | Promise<string>;
 
 export interface NatterClientOptions {

@@ -93,6 +93,8 @@ export type PushTarget = WebPushTarget | WebhookTarget;
 export type ClientFrame =
   | { type: "hello"; v: number; token: string; device: string; cursor?: number }
   | { type: "ping"; ref?: string }
+  /** A fresh token for this socket's user, sent when the server says `token.expired` (or before). */
+  | { type: "token"; ref?: string; token: string }
   | { type: "dm.open"; ref?: string; peer: string }
   | { type: "send"; ref?: string; conv: string; cid: string; text: string; images?: string[] }
   | { type: "history"; ref?: string; conv: string; before?: number; limit?: number }
@@ -132,6 +134,7 @@ export const CLIENT_FRAME_TYPES = [
   "receipts",
   "convs",
   "typing",
+  "token",
 ] as const satisfies readonly ClientFrame["type"][];
 
 export type ClientFrameType = (typeof CLIENT_FRAME_TYPES)[number];
@@ -145,6 +148,10 @@ export type ServerFrame =
   | { type: "welcome"; v: number; user: string; device: string; cursor: number; heartbeatMs?: number }
   | { type: "reset"; cursor: number; reason: string }
   | { type: "pong"; ref?: string }
+  /** The reply to `token`: the socket runs on the new token until `exp` (Unix seconds). */
+  | { type: "token"; ref?: string; user: string; exp: number }
+  /** The socket's token expired: a `token` frame must follow within `graceMs`, else the server closes 4401. */
+  | { type: "token.expired"; graceMs: number }
   | { type: "conv"; ref?: string; conv: Conversation }
   | { type: "ack"; ref?: string; conv: string; cid: string; id: number; dup: boolean }
   | { type: "msg"; cursor: number; conv: string; id: number; from: string; device: string; cid: string; text: string; ts: number; images?: ImageRef[] }

@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Connection, type ConnectionHooks, type ConnectionOptions } from "../src/connection.js";
 import { Emitter, type StateChange } from "../src/events.js";
-import type { NatterError } from "../src/errors.js";
+import { NatterError as NatterErrorClass, type NatterError } from "../src/errors.js";
 
 /** A socket the test plays the server on; it opens on the next microtask. */
 class ScriptedSocket {
@@ -55,6 +55,10 @@ function connection(opts: Partial<ConnectionOptions> = {}) {
   const hooks: ConnectionHooks = {
     tokenUsed: (t) => told.push(["tokenUsed", t]),
     prepare: () => undefined,
+    renewToken: async (t) => {
+      told.push(["renewToken", t]);
+      if (t === "refused") throw new NatterErrorClass("UNAUTHENTICATED", "the token is for another user", { temporary: false });
+    },
     resumeFrom: () => 41,
     welcomed: (f) => told.push(["welcomed", f.cursor]),
     opened: (f) => told.push(["opened", f.cursor]),
@@ -208,6 +212,52 @@ describe("connection", () => {
     await expect(connected).rejects.toMatchObject({ code: "UNAUTHENTICATED", temporary: false, closeCode: 4401 });
     expect(told).toContainEqual(["stopped", "UNAUTHENTICATED"]);
     expect(lastState(states)).toMatchObject({ state: "closed", closeCode: 4401 });
+  });
+
+  it("told the token expired (token.expired): asks the provider for a fresh one and sends it on the open socket, without reconnecting", async () => {
+    const reasons: string[] = [];
+    const { conn, socket, welcome, told, states, errors } = connection({
+      token: (reason) => {
+        reasons.push(reason);
+        return reasons.length === 3 ? "refused" : `tok${reasons.length}`;
+      },
+    });
+    const connected = conn.connect();
+    await welcome();
+    await connected;
+    const first = socket();
+    first.serverSends({ type: "token.expired", graceMs: 30_000 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reasons).toEqual(["connect", "refresh"]);
+    expect(told.filter(([hook]) => hook === "tokenUsed" || hook === "renewToken")).toEqual([
+      ["tokenUsed", "tok1"],
+      ["tokenUsed", "tok2"],
+      ["renewToken", "tok2"],
+    ]);
+    expect(socket()).toBe(first);
+    expect(states.map((s) => s.state)).toEqual(["connecting", "open"]);
+    expect(errors).toEqual([]);
+    // A refused renewal is reported; the server's close 4401 at the end of its grace follows, and
+    // the reconnect asks for a fresh token.
+    first.serverSends({ type: "token.expired", graceMs: 30_000 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(errors.map((e) => e.code)).toEqual(["UNAUTHENTICATED"]);
+    first.serverCloses(4401);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reasons).toEqual(["connect", "refresh", "refresh", "refresh"]);
+    expect(socket()).not.toBe(first);
+    conn.close();
+  });
+
+  it("told the token expired with a fixed token: reports UNAUTHENTICATED, and stops at the server's 4401", async () => {
+    const { conn, socket, welcome, errors } = connection({ token: "fixed" });
+    const connected = conn.connect();
+    await welcome();
+    await connected;
+    socket().serverSends({ type: "token.expired", graceMs: 30_000 });
+    expect(errors.map((e) => e.code)).toEqual(["UNAUTHENTICATED"]);
+    socket().serverCloses(4401);
+    expect(conn.state).toBe("closed");
   });
 
   it("a fixed token refused once stops at once", async () => {

@@ -7,18 +7,21 @@ import type { Readable } from "node:stream";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { NatterError } from "../../core/index.ts";
 import type { ImageService, ImageVariant } from "../../media/index.ts";
-import { verifyToken, type TokenSettings } from "../auth.ts";
+import { authenticate, type TokenSettings } from "../auth.ts";
+import type { RevocationCheck } from "../revocations.ts";
 
 export interface ImageRoutesDeps {
   images: ImageService;
   tokens: TokenSettings;
+  revocations: RevocationCheck;
 }
 
-async function bearer(req: FastifyRequest, tokens: TokenSettings): Promise<string> {
+/** The user of the request's bearer token: valid, unexpired, not revoked; 401 UNAUTHENTICATED otherwise. */
+async function bearer(req: FastifyRequest, deps: ImageRoutesDeps): Promise<string> {
   const h = req.headers.authorization;
   const m = typeof h === "string" ? /^Bearer\s+(\S+)$/i.exec(h) : null;
   if (m === null) throw new NatterError("UNAUTHENTICATED", "send Authorization: Bearer <token>");
-  return verifyToken(tokens, m[1]);
+  return (await authenticate(deps.tokens, deps.revocations, m[1])).user;
 }
 
 /** Reads and drops what is left of a request body (bounded), so the client gets the answer. */
@@ -34,7 +37,7 @@ async function discard(body: unknown, maxBytes: number): Promise<void> {
 
 /** POST /images, GET /images/<id>/<variant>: a plugin with its own body parsing (the raw image). */
 export const imageRoutes: FastifyPluginAsync<ImageRoutesDeps> = async (scope, deps) => {
-  const { images, tokens } = deps;
+  const { images } = deps;
   const maxBytes = images.config.maxBytes;
   // The body is the image itself, whatever its content type claims: media/ decides from the bytes.
   scope.removeAllContentTypeParsers();
@@ -42,7 +45,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesDeps> = async (scope, de
 
   scope.post("/images", { schema: { headers: { type: "object", properties: { authorization: { type: "string", maxLength: 8192 } } } } }, async (req, reply) => {
     try {
-      const user = await bearer(req, tokens);
+      const user = await bearer(req, deps);
       const declared = Number(req.headers["content-length"]);
       if (Number.isFinite(declared) && declared > maxBytes * 4) {
         // Far too large to read and drop: answer now and close.
@@ -54,6 +57,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesDeps> = async (scope, de
       const image = await images.upload(user, req.headers["content-type"], req.body as Readable);
       return reply.code(201).send({ image });
     } catch (err) {
+      // A body cut for its pace is not read further: answer, and close the connection behind it.
+      if (err instanceof NatterError && err.code === "UPLOAD_TIMEOUT") void reply.header("connection", "close");
       if (reply.getHeader("connection") !== "close") await discard(req.body, maxBytes * 4).catch(() => undefined);
       throw err;
     }
@@ -65,7 +70,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRoutesDeps> = async (scope, de
     "/images/:id/:variant",
     { schema: { params: { type: "object", properties: { id: { type: "string" }, variant: { type: "string" } }, required: ["id", "variant"] } } },
     async (req, reply) => {
-      const user = await bearer(req, tokens);
+      const user = await bearer(req, deps);
       const { id, variant } = req.params;
       if (variant !== "full" && variant !== "thumb") throw new NatterError("IMAGE_NOT_FOUND");
       const body = await images.open(user, id, variant as ImageVariant);

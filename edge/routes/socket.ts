@@ -1,6 +1,7 @@
 // GET /ws: the WebSocket endpoint. Refuses while draining (1001), origins outside the allowlist
-// (4403), and sockets past the edge's caps (an error frame with `retryAfterMs`, then 4503:
-// admission.ts); every other socket becomes a DeviceSession (session.ts).
+// — with an empty edge.allowedOrigins, any origin but the edge's own host — (4403), and sockets
+// past the edge's caps (an error frame with `retryAfterMs`, then 4503: admission.ts); every other
+// socket becomes a DeviceSession (session.ts).
 import websocket from "@fastify/websocket";
 import type { FastifyPluginAsync } from "fastify";
 import { CLOSE, type Logger, type MistakeLog, NatterError } from "../../core/index.ts";
@@ -49,7 +50,7 @@ export const socketRoutes: FastifyPluginAsync<SocketRoutesDeps> = async (app, de
       return;
     }
     const origin = req.headers.origin;
-    if (origin !== undefined && allowed.size > 0 && !allowed.has(origin)) {
+    if (origin !== undefined && !(allowed.size > 0 ? allowed.has(origin) : sameHost(origin, req.headers.host))) {
       socket.close(CLOSE.FORBIDDEN_ORIGIN.code, CLOSE.FORBIDDEN_ORIGIN.reason);
       return;
     }
@@ -68,3 +69,22 @@ export const socketRoutes: FastifyPluginAsync<SocketRoutesDeps> = async (app, de
     });
   });
 };
+
+/**
+ * Whether a browser's Origin names the host the request was sent to (the Host header): the same
+ * host name and port, a missing port being the default of the origin's scheme. `null` origins
+ * (sandboxed frames, files) and unreadable ones are not.
+ */
+function sameHost(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  let o: URL;
+  let h: URL;
+  try {
+    o = new URL(origin);
+    h = new URL(`${o.protocol}//${host}`);
+  } catch {
+    return false;
+  }
+  if (o.protocol !== "http:" && o.protocol !== "https:") return false;
+  return o.hostname === h.hostname && o.port === h.port && h.username === "" && h.pathname === "/";
+}

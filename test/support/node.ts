@@ -8,7 +8,8 @@ import { silentLogger } from "../../core/logger.ts";
 import { mintToken } from "../../edge/index.ts";
 import { startNatter, type NatterNode } from "../../runtime/index.ts";
 
-export const TEST_SECRET = "test-secret-test-secret-test-secret-0123";
+/** A fixed HS256 secret for tests; it passes the weak-secret rule (config/secrets.ts). */
+export const TEST_SECRET = "q3V8xTnL0wZr5KcY2mPa7GdH9sJb4EuF6iNoR1tX";
 
 type Overrides = Record<string, unknown>;
 
