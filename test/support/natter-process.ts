@@ -11,6 +11,9 @@ import { freePorts, isAlive } from "../harness/processes.ts";
 export interface NatterProcess {
   proc: ChildProcess;
   url: string;
+  /** The embedded nats-server's client URL and monitoring URL. */
+  natsUrl: string;
+  natsMonitorUrl: string;
   dataDir: string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Everything it printed so far. */
@@ -93,6 +96,8 @@ export async function spawnNatter(env: Record<string, string> = {}, opts: SpawnO
   return {
     proc,
     url,
+    natsUrl: `nats://127.0.0.1:${nats}`,
+    natsMonitorUrl: `http://127.0.0.1:${monitor}`,
     dataDir,
     exited,
     output: () => out,
