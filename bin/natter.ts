@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../config/index.ts";
 import { createLogger, type Logger, NatterError } from "../core/index.ts";
 import { mintToken } from "../edge/index.ts";
+import { deployAuthorization } from "../nats/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
 import { startNatter, tokenSettings } from "../runtime/index.ts";
 
@@ -13,6 +14,8 @@ commands:
   start             run a natter node (edge + workers; spawns nats-server unless nats.servers is set)
   migrate           create or upgrade the store's schema (Cassandra keyspace and tables, or SQLite)
   token <user>      print a token for <user> signed with this node's secret (development)
+  nats-auth         print the nats-server authorization block of natter's NATS identities
+                    (edge, workers, ops) for this configuration's shards (deploy/nats/auth.conf)
 
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
@@ -87,6 +90,9 @@ async function main(): Promise<void> {
       }
       return;
     }
+    case "nats-auth":
+      process.stdout.write(deployAuthorization(cfg.streams));
+      return;
     default:
       process.stderr.write(`natter: unknown command "${command}"\n\n${USAGE}\n`);
       process.exit(2);
