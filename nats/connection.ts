@@ -160,9 +160,10 @@ export async function connectRole(o: RoleConnectOptions): Promise<NatsConnection
         { cause: err },
       );
     }
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|tls/i.test(`${cause?.code ?? ""} ${(err as Error).message} ${cause?.message ?? ""}`)) {
-      throw new NatterError("CONFIG_INVALID", `TLS to NATS at ${where} failed (${cause?.code ?? cause?.message ?? (err as Error).message}): check nats.tls (caFile, certFile, keyFile)`, {
+    const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+    const code = e.code ?? e.cause?.code;
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|tls/i.test(`${code ?? ""} ${e.message} ${e.cause?.message ?? ""}`)) {
+      throw new NatterError("CONFIG_INVALID", `TLS to NATS at ${where} failed (${code ?? e.message}): check nats.tls (caFile: the CA that signed the servers' certificates; certFile and keyFile if they verify clients)`, {
         cause: err,
       });
     }

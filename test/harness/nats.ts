@@ -249,6 +249,8 @@ interface NatsClusterNode {
   readonly name: string;
   /** `nats://127.0.0.1:PORT` — the same across restart(). */
   readonly url: string;
+  /** `nats://127.0.0.1:PORT` of its route listener (without the route user's credentials). */
+  readonly clusterUrl: string;
   readonly monitorUrl: string;
   readonly storeDir: string;
   /** Whether the node's process is up (false after kill9/stop until restart). */
@@ -284,6 +286,7 @@ interface NodePorts {
 class ClusterNode implements NatsClusterNode {
   readonly name: string;
   readonly url: string;
+  readonly clusterUrl: string;
   readonly monitorUrl: string;
   readonly storeDir: string;
   readonly dir: string;
@@ -300,6 +303,7 @@ class ClusterNode implements NatsClusterNode {
     routes: number[];
     clusterName: string;
     extraConfig: string;
+    clusterConfig: string;
     log: ((line: string) => void) | undefined;
   }) {
     this.name = args.name;
@@ -308,6 +312,7 @@ class ClusterNode implements NatsClusterNode {
     this.#log = args.log;
     this.storeDir = path.join(args.dir, "jetstream");
     this.url = `nats://127.0.0.1:${args.ports.client}`;
+    this.clusterUrl = `nats://127.0.0.1:${args.ports.cluster}`;
     this.monitorUrl = `http://127.0.0.1:${args.ports.http}`;
     this.#configText = [
       `server_name: ${args.name}`,
@@ -322,6 +327,7 @@ class ClusterNode implements NatsClusterNode {
       // Routes authenticate, as in deploy/nats/: a server that is not given the route user's password cannot join.
       `  authorization { user: ${TEST_ROUTE_USER.user}, password: ${JSON.stringify(TEST_ROUTE_USER.password)} }`,
       `  routes: [${args.routes.map((p) => `"nats://${TEST_ROUTE_USER.user}:${TEST_ROUTE_USER.password}@127.0.0.1:${p}"`).join(", ")}]`,
+      args.clusterConfig,
       "}",
       args.extraConfig,
     ].join("\n");
@@ -369,7 +375,8 @@ class ClusterNode implements NatsClusterNode {
  */
 export async function startNatsCluster(
   size = 3,
-  opts: { extraConfig?: string; log?: (line: string) => void } = {},
+  /** `clusterConfig`: added inside each node's cluster { } block (e.g. a tls { } block for routes). */
+  opts: { extraConfig?: string; clusterConfig?: string; log?: (line: string) => void } = {},
 ): Promise<NatsCluster> {
   const binary = await natsServerBinary();
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "natter-nats-cluster-"));
@@ -391,6 +398,7 @@ export async function startNatsCluster(
           routes: nodePorts.filter((_, j) => j !== i).map((q) => q.cluster),
           clusterName: "natter-test",
           extraConfig: opts.extraConfig ?? "",
+          clusterConfig: opts.clusterConfig ?? "",
           log: opts.log ?? defaultLog(),
         }),
     );
