@@ -84,4 +84,30 @@ describe("loadConfig", () => {
     writeFileSync(broken, "{ nope");
     expect(problems(() => loadConfig({ file: broken, env: {} }))).toContain("is not valid JSON");
   });
+
+  it("takes one NATS identity per role, in one of three forms, for nats.servers only", () => {
+    const servers = { NATTER_NATS__SERVERS: "nats://n1:4222" };
+    const cfg = loadConfig({
+      env: {
+        ...servers,
+        NATTER_NATS__CREDENTIALS__EDGE__USER: "edge",
+        NATTER_NATS__CREDENTIALS__EDGE__PASSWORD: "pw",
+        NATTER_NATS__CREDENTIALS__WORKERS__NKEY_SEED_FILE: "/run/secrets/workers.nk",
+        NATTER_NATS__TLS__CA_FILE: "/etc/ca.pem",
+      },
+    });
+    expect(cfg.nats.credentials).toEqual({ edge: { user: "edge", password: "pw" }, workers: { nkeySeedFile: "/run/secrets/workers.nk" } });
+    expect(cfg.nats.tls).toEqual({ caFile: "/etc/ca.pem" });
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__EDGE__USER: "edge" } }))).toContain("nats.credentials.edge: give both user and password");
+    expect(
+      problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__EDGE__CREDS_FILE: "a.creds", NATTER_NATS__CREDENTIALS__EDGE__NKEY_SEED_FILE: "a.nk" } })),
+    ).toContain("nats.credentials.edge: give exactly one of: user and password, nkeySeedFile, credsFile");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__OPS__USER: "ops" } }))).toContain("NATTER_NATS__CREDENTIALS__OPS__USER: unknown setting");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__TLS__CERT_FILE: "c.pem" } }))).toContain("nats.tls: give both certFile and keyFile");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__TLS__ENABLED: "false", NATTER_NATS__TLS__CA_FILE: "ca.pem" } }))).toContain("enabled is false");
+    // The embedded nats-server uses the identities natter generates, on loopback.
+    const embedded = problems(() => loadConfig({ env: { NATTER_NATS__CREDENTIALS__EDGE__USER: "edge", NATTER_NATS__CREDENTIALS__EDGE__PASSWORD: "pw", NATTER_NATS__TLS__ENABLED: "true" } }));
+    expect(embedded).toContain("nats.credentials: applies to nats.servers");
+    expect(embedded).toContain("nats.tls: applies to nats.servers");
+  });
 });
