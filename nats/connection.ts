@@ -138,6 +138,7 @@ export interface RoleConnectOptions {
 export async function connectRole(o: RoleConnectOptions): Promise<NatsConnection> {
   const setting = `nats.credentials.${o.role}`;
   const credential = o.nats.credentials?.[o.role];
+  if (!credential) o.log.warn({ role: o.role }, `connecting to NATS without credentials: set ${setting} unless this server is meant to let anyone in`);
   const options: NatsConnectOptions = {
     servers: o.servers,
     name: o.name,
