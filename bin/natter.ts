@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../config/index.ts";
 import { createLogger, isValidId, type Logger, NatterError } from "../core/index.ts";
 import { mintToken } from "../edge/index.ts";
+import { deployAuthorization } from "../nats/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
 import { revokeTokens, startNatter, tokenSettings } from "../runtime/index.ts";
 
@@ -15,6 +16,8 @@ commands:
   token <user>      print a token for <user> signed with this node's secret (development)
   revoke <user>     refuse every token of <user> issued until now (or before --before): open
                     sockets on them are closed 4401, and the user must get a new token
+  nats-auth         print the nats-server authorization block of natter's NATS identities
+                    (edge, workers, ops) for this configuration's shards (deploy/nats/auth.conf)
 
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
@@ -116,6 +119,9 @@ async function main(): Promise<void> {
       }
       return;
     }
+    case "nats-auth":
+      process.stdout.write(deployAuthorization(cfg.streams));
+      return;
     default:
       process.stderr.write(`natter: unknown command "${command}"\n\n${USAGE}\n`);
       process.exit(2);

@@ -84,6 +84,32 @@ describe("loadConfig", () => {
     writeFileSync(broken, "{ nope");
     expect(problems(() => loadConfig({ file: broken, env: {} }))).toContain("is not valid JSON");
   });
+
+  it("takes one NATS identity per role, in one of three forms, for nats.servers only", () => {
+    const servers = { NATTER_NATS__SERVERS: "nats://n1:4222" };
+    const cfg = loadConfig({
+      env: {
+        ...servers,
+        NATTER_NATS__CREDENTIALS__EDGE__USER: "edge",
+        NATTER_NATS__CREDENTIALS__EDGE__PASSWORD: "pw",
+        NATTER_NATS__CREDENTIALS__WORKERS__NKEY_SEED_FILE: "/run/secrets/workers.nk",
+        NATTER_NATS__TLS__CA_FILE: "/etc/ca.pem",
+      },
+    });
+    expect(cfg.nats.credentials).toEqual({ edge: { user: "edge", password: "pw" }, workers: { nkeySeedFile: "/run/secrets/workers.nk" } });
+    expect(cfg.nats.tls).toEqual({ caFile: "/etc/ca.pem" });
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__EDGE__USER: "edge" } }))).toContain("nats.credentials.edge: give both user and password");
+    expect(
+      problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__EDGE__CREDS_FILE: "a.creds", NATTER_NATS__CREDENTIALS__EDGE__NKEY_SEED_FILE: "a.nk" } })),
+    ).toContain("nats.credentials.edge: give exactly one of: user and password, nkeySeedFile, credsFile");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__CREDENTIALS__ADMIN__USER: "admin" } }))).toContain("NATTER_NATS__CREDENTIALS__ADMIN__USER: unknown setting");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__TLS__CERT_FILE: "c.pem" } }))).toContain("nats.tls: give both certFile and keyFile");
+    expect(problems(() => loadConfig({ env: { ...servers, NATTER_NATS__TLS__ENABLED: "false", NATTER_NATS__TLS__CA_FILE: "ca.pem" } }))).toContain("enabled is false");
+    // The embedded nats-server uses the identities natter generates, on loopback.
+    const embedded = problems(() => loadConfig({ env: { NATTER_NATS__CREDENTIALS__EDGE__USER: "edge", NATTER_NATS__CREDENTIALS__EDGE__PASSWORD: "pw", NATTER_NATS__TLS__ENABLED: "true" } }));
+    expect(embedded).toContain("nats.credentials: applies to nats.servers");
+    expect(embedded).toContain("nats.tls: applies to nats.servers");
+  });
 });
 
 describe("secrets", () => {
@@ -112,7 +138,9 @@ describe("secrets", () => {
         NATTER_BLOBS__SECRET_KEY_FILE: files.s3,
         NATTER_BLOBS__BUCKET: "natter-blobs",
         NATTER_PUSH__VAPID__PRIVATE_KEY_FILE: files.vapid,
-        NATTER_NATS__PASS_FILE: files.nats,
+        NATTER_NATS__SERVERS: "nats://nats-1:4222",
+        NATTER_NATS__CREDENTIALS__EDGE__USER: "edge",
+        NATTER_NATS__CREDENTIALS__EDGE__PASSWORD_FILE: files.nats,
         // A setting whose own name ends in _FILE is still an ordinary setting.
         NATTER_NATS__EMBEDDED__CONFIG_FILE: "/etc/nats.conf",
       },
@@ -121,7 +149,7 @@ describe("secrets", () => {
     expect(cfg.store.kind === "cassandra" && cfg.store.password).toBe("cassandra pass");
     expect(cfg.blobs.kind === "s3" && cfg.blobs.secretKey).toBe("s3-secret-key");
     expect(cfg.push.vapid.privateKey).toBe("vapid-private");
-    expect(cfg.nats.pass).toBe("nats pass");
+    expect(cfg.nats.credentials?.edge?.password).toBe("nats pass");
     expect(cfg.nats.embedded.configFile).toBe("/etc/nats.conf");
   });
 
@@ -132,7 +160,7 @@ describe("secrets", () => {
       loadConfig({
         env: {
           NATTER_AUTH__JWT_SECRET_FILE: path.join(dir, "no-such-secret"),
-          NATTER_NATS__PASS_FILE: empty,
+          NATTER_NATS__CREDENTIALS__EDGE__PASSWORD_FILE: empty,
           NATTER_STORE__KIND: "cassandra",
           NATTER_STORE__PASSWORD: "a",
           NATTER_STORE__PASSWORD_FILE: empty,
@@ -141,7 +169,7 @@ describe("secrets", () => {
       }),
     );
     expect(message).toContain(`NATTER_AUTH__JWT_SECRET_FILE: cannot read the secret file ${path.join(dir, "no-such-secret")}: ENOENT`);
-    expect(message).toContain(`NATTER_NATS__PASS_FILE: the secret file ${empty} is empty`);
+    expect(message).toContain(`NATTER_NATS__CREDENTIALS__EDGE__PASSWORD_FILE: the secret file ${empty} is empty`);
     expect(message).toContain("NATTER_STORE__PASSWORD_FILE: NATTER_STORE__PASSWORD is set too");
     expect(message).toContain("NATTER_EDGE__PORT_FILE: unknown setting");
   });

@@ -49,12 +49,59 @@ const LogSchema = z.strictObject({
   pretty: bool().optional(),
 });
 
+/**
+ * One NATS identity: a user name and password, an nkey seed file, or a `.creds` file (JWT and
+ * seed, decentralized auth). Exactly one of the three.
+ */
+const NatsCredentialSchema = z
+  .strictObject({
+    user: z.string().min(1).optional(),
+    password: secret(z.string().min(1).optional()),
+    /** File holding the identity's nkey seed (`SU…`); the server knows its public key. */
+    nkeySeedFile: z.string().min(1).optional(),
+    /** A `.creds` file (user JWT and nkey seed), for servers in operator (JWT) mode. */
+    credsFile: z.string().min(1).optional(),
+  })
+  .superRefine((c, ctx) => {
+    const forms = [c.user !== undefined || c.password !== undefined, c.nkeySeedFile !== undefined, c.credsFile !== undefined].filter(Boolean).length;
+    if (forms !== 1) ctx.addIssue({ code: "custom", message: "give exactly one of: user and password, nkeySeedFile, credsFile" });
+    else if ((c.user === undefined) !== (c.password === undefined)) ctx.addIssue({ code: "custom", message: "give both user and password" });
+  });
+
+const NatsTlsSchema = z
+  .strictObject({
+    /** Connect with TLS (the server's certificate is verified). Defaults to on when a file below is set. */
+    enabled: bool().optional(),
+    /** CA certificate (PEM) that signed the servers' certificates; unset: the system's CAs. */
+    caFile: z.string().min(1).optional(),
+    /** Client certificate and its key (PEM), for servers that verify clients (`tls { verify: true }`). */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+  })
+  .superRefine((t, ctx) => {
+    if ((t.certFile === undefined) !== (t.keyFile === undefined)) ctx.addIssue({ code: "custom", message: "give both certFile and keyFile, or neither" });
+    if (t.enabled === false && (t.caFile ?? t.certFile) !== undefined) ctx.addIssue({ code: "custom", message: "files are set but enabled is false: remove them or enable TLS" });
+  });
+
 const NatsSchema = z.strictObject({
   /** Connect to these NATS servers (comma-separated). Unset: `natter start` runs its own nats-server. */
   servers: list().optional(),
-  /** Optional credentials for the connection. */
-  user: z.string().optional(),
-  pass: secret(z.string().optional()),
+  /**
+   * The identity each role connects as (docs/security.md): `edge` for the WebSocket side,
+   * `workers` for the workers (their own connection, also in a worker thread). Only with
+   * `servers`: the embedded nats-server's identities are generated in `<dataDir>/nats/auth/`.
+   * Unset: that role connects without credentials (the server must allow it).
+   */
+  credentials: z
+    .strictObject({
+      edge: NatsCredentialSchema.optional(),
+      workers: NatsCredentialSchema.optional(),
+      /** The operator's identity, for natter's admin commands (`natter revoke`, `natter dead`); no natter process holds it. Default with the embedded server: `<dataDir>/nats/auth/ops.nk`. */
+      ops: NatsCredentialSchema.optional(),
+    })
+    .optional(),
+  /** TLS for the connections to `servers`. */
+  tls: NatsTlsSchema.optional(),
   embedded: z
     .strictObject({
       /** nats-server binary; defaults to the one `npm run obtain` caches. */
@@ -66,6 +113,11 @@ const NatsSchema = z.strictObject({
       configFile: z.string().optional(),
     })
     .prefault({}),
+}).superRefine((n, ctx) => {
+  if (n.servers !== undefined) return;
+  const why = "applies to nats.servers; the embedded nats-server (nats.servers unset) uses the identities natter generates in <dataDir>/nats/auth/ and listens on loopback";
+  if (n.credentials !== undefined) ctx.addIssue({ code: "custom", path: ["credentials"], message: why });
+  if (n.tls !== undefined) ctx.addIssue({ code: "custom", path: ["tls"], message: why });
 });
 
 const StreamsSchema = z.strictObject({
@@ -355,6 +407,8 @@ export const ConfigSchema = z.strictObject({
 export type Config = z.output<typeof ConfigSchema>;
 export type CassandraStoreConfig = z.output<typeof CassandraStoreSchema>;
 export type BlobsConfig = Config["blobs"];
+export type NatsConfig = Config["nats"];
+export type NatsCredential = NonNullable<NatsConfig["credentials"]>["edge"] & {};
 export type EdgeConfig = Config["edge"];
 export type QuotaConfig = Config["quota"];
 export type StreamsConfig = Config["streams"];

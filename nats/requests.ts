@@ -52,7 +52,9 @@ export class JetStreamRequests {
   constructor(nc: NatsConnection, opts: { timeoutMs?: number } = {}) {
     this.#nc = nc;
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
-    this.#prefix = `${createInbox()}.`;
+    // Under the connection's reply prefix (a role's own: its permissions allow that one only).
+    const inboxPrefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+    this.#prefix = `${createInbox(inboxPrefix)}.`;
     this.#sub = nc.subscribe(`${this.#prefix}*`, {
       callback: (err, msg) => {
         if (err) return;

@@ -52,6 +52,8 @@ export const names = {
   fanoutConsumer: "fanout",
   /** Durable consumer on each conversation stream that writes messages to the store. */
   persisterConsumer: "persister",
+  /** The push dispatcher's own consumer on conversation streams in earlier versions; removed at start (push/topology.ts). */
+  legacyPushConsumer: "push",
   /** KV bucket of device presence: key `<user>.<device>`, per-key TTL (presence/). */
   presenceBucket: "presence",
   /** KV bucket of each user's published presence state and last seen: key `<user>`. */
@@ -84,6 +86,31 @@ export const names = {
   /** The stream behind a KV bucket. */
   kvStream: (bucket: string) => `KV_${bucket}`,
   kvStreamSubjects: (bucket: string) => `$KV.${bucket}.>`,
+} as const;
+
+/**
+ * Every subject of a kind, as a wildcard (one `*` per token: a shard, an id), for NATS
+ * permissions (nats/permissions.ts). A unit test checks each against the builders below.
+ */
+export const subjectPatterns = {
+  /** A conversation's messages (`conversationSubject`). */
+  messages: "conv.*.*",
+  /** Membership events (`membershipSubject`). */
+  membership: "conv.*.*.members",
+  /** Receipts (`receiptSubject`). */
+  receipts: "conv.*.*.receipts.*",
+  /** Inbox entries (`inboxSubject`): written by the fan-out only. */
+  inboxes: "inbox.*.*",
+  /** Republished inbox entries (`deliverySubject`). */
+  deliveries: "deliver.*.*",
+  /** Typing signals (`typingSubject`). */
+  typing: "typing.*.*",
+  /** Contacts' presence changes (`presenceSubject`). */
+  presence: "presence.*.*",
+  /** Push requests (`pushSubject`). */
+  push: "push.*.*",
+  /** Dead letters (`deadLetterSubject`). */
+  deadLetters: "dead.*.*",
 } as const;
 
 export function conversationSubject(t: Topology, convId: string): string {

@@ -7,8 +7,6 @@ import { kvBucketConfig, names, streamMaxBytes, upsertConsumer, upsertStream, wo
 import { SUBSCRIPTION_TOMBSTONE_TTL_S } from "./subscriptions.ts";
 
 type Named = Partial<StreamConfig> & { name: string };
-/** The dispatcher's own consumer on conversation streams, before dispatch moved into the fan-out. */
-const LEGACY_PUSH_CONSUMER = "push";
 const S = 1000;
 
 /** PUSH_<n>: push requests for the users of inbox shard n; a request goes once sent (work queue). */
@@ -56,7 +54,7 @@ export async function ensurePushTopology(jsm: JetStreamManager, streams: Streams
   // Push decisions are made in the fan-out's pass now: a consumer left by an earlier version
   // would only pile up messages nobody reads.
   for (let shard = 0; shard < streams.conversationShards; shard++) {
-    await jsm.consumers.delete(names.conversationStream(shard), LEGACY_PUSH_CONSUMER).catch(() => undefined);
+    await jsm.consumers.delete(names.conversationStream(shard), names.legacyPushConsumer).catch(() => undefined);
   }
 }
 

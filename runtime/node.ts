@@ -5,18 +5,18 @@
 import { jetstream, type JetStreamClient, type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
-import { createMetrics, type Logger, NatterError } from "../core/index.ts";
+import { createMetrics, type Logger } from "../core/index.ts";
 import { createEdge, type Edge, Revocations, type TokenSettings } from "../edge/index.ts";
-import { ensureImageBuckets, ImageService, imageStreams } from "../media/index.ts";
-import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topologyOf } from "../nats/index.ts";
+import { ImageService } from "../media/index.ts";
+import { connectRole, JetStreamRequests, topologyOf, type NatsRole } from "../nats/index.ts";
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
-import { DevicePresence, EdgeRegistry, ensurePresenceBuckets, NatsKvPresence, presenceOf, presenceStreams } from "../presence/index.ts";
-import { ensurePushTopology, pushStreams } from "../push/index.ts";
+import { DevicePresence, EdgeRegistry, NatsKvPresence, presenceOf } from "../presence/index.ts";
 import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, QuotaLedger, readInbox, Receipts, StorageGuard } from "../streams/index.ts";
 import { startEmbeddedNats } from "./embedded-nats.ts";
 import { startPush, type PushNode } from "./push.ts";
 import { readinessOf } from "./readiness.ts";
 import { tokenSettings } from "./tokens.ts";
+import { awaitTopology, natterStreams } from "./topology.ts";
 import { startWorkerNode } from "./workers-node.ts";
 import { startWorkersThread } from "./workers-thread.ts";
 
@@ -53,26 +53,32 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
   };
   try {
     let servers = cfg.nats.servers;
+    let nats = cfg.nats;
     if (!servers) {
-      const server = await startEmbeddedNats(cfg, log);
-      cleanups.push(() => server.stop());
-      servers = [server.clientUrl];
+      const embedded = await startEmbeddedNats(cfg, log);
+      cleanups.push(() => embedded.server.stop());
+      servers = [embedded.server.clientUrl];
+      nats = { ...cfg.nats, servers, credentials: embedded.credentials };
     }
-    const nc = await connectNats({
-      servers,
-      name: "natter",
-      ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}),
-      log,
-    }).catch((err: unknown) => {
-      throw new NatterError("UNAVAILABLE", `cannot connect to NATS at ${servers.join(", ")}: is it running?`, { cause: err });
-    });
+    // The workers start first: they create the topology (the edge's identity may not).
+    let workersUrl = "";
+    if (cfg.workers.enabled) {
+      const workersCfg: Config = { ...cfg, nats };
+      const workers =
+        cfg.workers.thread && cfg.edge.enabled
+          ? await startWorkersThread(workersCfg, log, opts.onFailure ?? ((err) => log.error({ err }, err.message)))
+          : await startWorkerNode(workersCfg, log.child({ component: "workers" }));
+      cleanups.push(() => workers.close());
+      workersUrl = workers.url;
+    }
+
+    // This thread's connection: the edge's identity, or the workers' in a process without an edge.
+    const role: NatsRole = cfg.edge.enabled ? "edge" : "workers";
+    const nc = await connectRole({ nats, servers, role, name: role === "edge" ? "natter-edge" : "natter", log });
     cleanups.push(() => nc.drain());
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    await ensureTopology(jsm, cfg.streams);
-    await ensurePresenceBuckets(jsm, cfg.streams, cfg.presence);
-    if (cfg.push.enabled) await ensurePushTopology(jsm, cfg.streams, cfg.push);
-    await ensureImageBuckets(jsm, cfg.streams);
+    await awaitTopology(jsm, cfg, log);
     const topology = topologyOf(cfg.streams);
 
     const store = await openMessageStore(cfg, log);
@@ -94,20 +100,8 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
       const p = push;
       cleanups.push(() => p.close());
     }
-    let workersUrl = "";
-    if (cfg.workers.enabled) {
-      const workersCfg: Config = { ...cfg, nats: { ...cfg.nats, servers } };
-      const workers =
-        cfg.workers.thread && cfg.edge.enabled
-          ? await startWorkersThread(workersCfg, log, opts.onFailure ?? ((err) => log.error({ err }, err.message)))
-          : await startWorkerNode(workersCfg, log.child({ component: "workers" }));
-      cleanups.push(() => workers.close());
-      workersUrl = workers.url;
-    }
-
     const tokens = tokenSettings(cfg);
-    const streams = [...expectedStreams(cfg.streams), ...presenceStreams(), ...imageStreams(), ...(cfg.push.enabled ? pushStreams(cfg.streams) : [])];
-    const readiness = readinessOf(cfg, { nc, jsm, store, blobs, streams, log });
+    const readiness = readinessOf(cfg, { nc, jsm, store, blobs, streams: natterStreams(cfg), log });
 
     let edge: Edge | undefined;
     let images: ImageService | undefined;

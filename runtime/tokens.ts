@@ -7,7 +7,8 @@ import { weakSecretReason, type Config } from "../config/index.ts";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { checkId, type Logger, NatterError } from "../core/index.ts";
 import { Revocations, type TokenSettings } from "../edge/index.ts";
-import { connectNats, names } from "../nats/index.ts";
+import { names } from "../nats/index.ts";
+import { connectOps } from "./ops-connection.ts";
 
 export function tokenSettings(cfg: Config): TokenSettings {
   let secret = cfg.auth.jwtSecret;
@@ -34,10 +35,7 @@ export function tokenSettings(cfg: Config): TokenSettings {
  */
 export async function revokeTokens(cfg: Config, user: string, notBefore: number, log: Logger): Promise<void> {
   checkId("user id", user);
-  const servers = cfg.nats.servers ?? [`nats://${cfg.nats.embedded.host}:${cfg.nats.embedded.port}`];
-  const nc = await connectNats({ servers, name: "natter-revoke", ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}), log }).catch((err: unknown) => {
-    throw new NatterError("UNAVAILABLE", `cannot connect to NATS at ${servers.join(", ")}: is natter running?`, { cause: err });
-  });
+  const nc = await connectOps(cfg, "natter-revoke", log);
   try {
     const jsm = await jetstreamManager(nc);
     const stream = names.kvStream(names.revocationsBucket);

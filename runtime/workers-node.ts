@@ -1,18 +1,17 @@
-// The workers' side of a node, on a NATS connection, store and blob store of its own: the fan-out
-// (with push decisions), the persister, the sweeper, the presence worker, the push sender, and
-// their HTTP endpoint (/metrics, /healthz, /readyz). It runs in a worker thread of `natter start`
-// (workers.thread: the edge's event loop and the workers' each get a core), or on the main thread
-// of a process without an edge.
+// The workers' side of a node, on a NATS connection (the workers' identity, which creates the
+// topology), store and blob store of its own: the fan-out (with push decisions), the persister,
+// the sweeper, the presence worker, the push sender, and their HTTP endpoint (/metrics, /healthz,
+// /readyz). It runs in a worker thread of `natter start` (workers.thread: the edge's event loop
+// and the workers' each get a core), or on the main thread of a process without an edge.
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Config } from "../config/index.ts";
 import { createMetrics, NatterError, type Logger } from "../core/index.ts";
-import { connectNats, expectedStreams, JetStreamRequests, topologyOf } from "../nats/index.ts";
-import { imageStreams } from "../media/index.ts";
+import { connectRole, JetStreamRequests, topologyOf } from "../nats/index.ts";
 import { openBlobStore, openMessageStore } from "../persistence/index.ts";
-import { NatsKvPresence, presenceStreams } from "../presence/index.ts";
-import { pushStreams } from "../push/index.ts";
+import { NatsKvPresence } from "../presence/index.ts";
 import { ConversationDirectory, ConversationIndex } from "../streams/index.ts";
 import { startPush } from "./push.ts";
+import { ensureNatterTopology, natterStreams } from "./topology.ts";
 import { readinessOf } from "./readiness.ts";
 import { startWorkers } from "./workers.ts";
 import { startWorkersHttp } from "./workers-http.ts";
@@ -32,10 +31,12 @@ export async function startWorkerNode(cfg: Config, log: Logger): Promise<WorkerN
   try {
     const servers = cfg.nats.servers;
     if (!servers) throw new NatterError("CONFIG_INVALID", "the workers need nats.servers");
-    const nc = await connectNats({ servers, name: "natter-workers", ...(cfg.nats.user ? { user: cfg.nats.user, pass: cfg.nats.pass ?? "" } : {}), log });
+    const nc = await connectRole({ nats: cfg.nats, servers, role: "workers", name: "natter-workers", log });
     cleanups.push(() => nc.drain());
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
+    // The workers' identity owns the topology: created or updated to this configuration here.
+    await ensureNatterTopology(jsm, cfg);
     const topology = topologyOf(cfg.streams);
     const store = await openMessageStore(cfg, log);
     cleanups.push(() => store.close());
@@ -52,8 +53,7 @@ export async function startWorkerNode(cfg: Config, log: Logger): Promise<WorkerN
       : undefined;
     if (push) cleanups.push(() => push.close());
     cleanups.push(await startWorkers(cfg, { nc, jsm, directory, conversationIndex, presence, store, blobs, topology, metrics, log, push: push?.dispatcher }));
-    const streams = [...expectedStreams(cfg.streams), ...presenceStreams(), ...imageStreams(), ...(cfg.push.enabled ? pushStreams(cfg.streams) : [])];
-    const http = await startWorkersHttp(cfg.workers.httpHost, cfg.workers.httpPort, metrics, readinessOf(cfg, { nc, jsm, store, blobs, streams, log }));
+    const http = await startWorkersHttp(cfg.workers.httpHost, cfg.workers.httpPort, metrics, readinessOf(cfg, { nc, jsm, store, blobs, streams: natterStreams(cfg), log }));
     cleanups.push(() => http.close());
     let closing: Promise<void> | undefined;
     return { url: http.url, close: () => (closing ??= unwind()) };

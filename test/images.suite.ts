@@ -262,7 +262,7 @@ export function imageSuite(o: ImageSuiteOptions): void {
       expect(await alice.request({ type: "send", conv: dm.id, cid: "late", text: "", images: [orphan.id] })).toMatchObject({ type: "error", code: "IMAGE_NOT_FOUND" });
       // The attached one outlives its own record's expiry (orphanAfterSec after the attach renewed it)
       // and still opens: wait until that expiry's marker is written and the sweeper has acknowledged it.
-      const jsm = o.node.node.jsm;
+      const jsm = await o.node.ops();
       const uploads = names.kvStream(names.uploadsBucket);
       const keptMarker = async () => {
         const last = await jsm.direct.getMessage(uploads, { last_by_subj: kvKeySubject(names.uploadsBucket, kept.id) }).catch(() => null);

@@ -12,7 +12,7 @@ import { CassandraMessageStore, migrateCassandra, Persister, type StoredMessage 
 import { conversationSubject, DEAD_HEADERS, encodeJson, ensureTopology, names, topologyOf } from "../nats/index.ts";
 import type { ConversationMessage } from "../streams/index.ts";
 import { launchCassandra, useKeyspace } from "./harness/cassandra.ts";
-import { useNats } from "./harness/nats.ts";
+import { testNatsCredentialsEnv, useNats } from "./harness/nats.ts";
 import { freePorts, recordProcess } from "./harness/processes.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
 import { TestClient } from "./support/ws-client.ts";
@@ -176,6 +176,7 @@ describe("persister", () => {
           HOME: process.env.HOME,
           NATTER_DATA_DIR: dataDir,
           NATTER_NATS__SERVERS: nats.url,
+          ...testNatsCredentialsEnv(),
           NATTER_EDGE__ENABLED: "false",
           NATTER_WORKERS__HTTP_PORT: String(port),
           NATTER_AUTH__JWT_SECRET: TEST_SECRET,

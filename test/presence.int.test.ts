@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { REPO_ROOT } from "../config/index.ts";
 import { kvKeySubject, names, presenceDeviceKey } from "../nats/index.ts";
-import { useNats } from "./harness/nats.ts";
+import { testNatsCredentialsEnv, useNats } from "./harness/nats.ts";
 import { freePorts, recordProcess } from "./harness/processes.ts";
 import { TEST_SECRET, testConfig, useNode } from "./support/node.ts";
 import { TestClient, type Frame } from "./support/ws-client.ts";
@@ -85,7 +85,7 @@ async function leaveSeq(user: string, device: string): Promise<number> {
 }
 /** Whether the presence worker has handled (acked) every change of the presence stream up to `seq`. */
 async function workerHandled(seq: number): Promise<boolean> {
-  const info = await edges[0]!.node.jsm.consumers.info(names.kvStream(names.presenceBucket), names.presenceConsumer);
+  const info = await (await edges[0]!.ops()).consumers.info(names.kvStream(names.presenceBucket), names.presenceConsumer);
   return info.ack_floor.stream_seq >= seq;
 }
 
@@ -222,6 +222,7 @@ describe("an edge killed with -9", () => {
         HOME: process.env.HOME,
         NATTER_DATA_DIR: dataDir,
         NATTER_NATS__SERVERS: nats.url,
+        ...testNatsCredentialsEnv(),
         NATTER_WORKERS__ENABLED: "false",
         NATTER_EDGE__PORT: String(port),
         NATTER_EDGE__ID: "doomed",

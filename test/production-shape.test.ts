@@ -8,6 +8,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { binPath, loadConfig, REPO_ROOT, type Config } from "../config/index.ts";
+import { deployAuthorization, NATS_IDENTITY_ROLES, passwordVariable } from "../nats/index.ts";
 
 const COMPOSE_FILE = "compose.yaml";
 const ROOT_NATS_CONF = "nats-server.conf";
@@ -262,6 +263,10 @@ interface NatsNode {
   /** The repo file mounted as its config, when there is one. */
   file?: string;
   conf?: NatsMap;
+  /** The files it includes (`include x`: relative to the config), by the path in the repository. */
+  includes: { file: string; conf?: NatsMap }[];
+  /** Its environment as compose hands it over (what `$NAME` values in its config resolve to). */
+  env: Record<string, string>;
   problems: string[];
 }
 
@@ -312,16 +317,40 @@ function mountsOf(svc: Service): Mount[] {
   });
 }
 
+/** `include` lines of a config (the small reader keeps one value per key: read them from the text). */
+function includesOf(file: string): string[] {
+  return [...readRepo(file).matchAll(/^\s*include\s+["']?([^"'\s#;]+)["']?/gm)].map((m) => rel(path.resolve(REPO_ROOT, path.dirname(file), m[1]!)));
+}
+
 const natsNodes: NatsNode[] = natsServices.map((svc) => {
   const problems: string[] = [];
+  const env = environmentOf(svc, problems);
   const file = natsConfigFile(svc, problems);
-  if (!file) return { svc, problems };
+  if (!file) return { svc, includes: [], env, problems };
+  const includes = includesOf(file).map((inc) => {
+    if (!existsSync(path.join(REPO_ROOT, inc))) {
+      problems.push(`${file}: includes ${inc}, which does not exist`);
+      return { file: inc };
+    }
+    try {
+      return { file: inc, conf: readNatsConf(inc) };
+    } catch (err) {
+      problems.push(`${svc.name}: ${(err as Error).message}`);
+      return { file: inc };
+    }
+  });
   try {
-    return { svc, file, conf: readNatsConf(file), problems };
+    return { svc, file, conf: readNatsConf(file), includes, env, problems };
   } catch (err) {
-    return { svc, file, problems: [...problems, `${svc.name}: ${(err as Error).message}`] };
+    return { svc, file, includes, env, problems: [...problems, `${svc.name}: ${(err as Error).message}`] };
   }
 });
+
+/** A config value that is a `$NAME` reference, resolved from the node's environment (nats-server does so). */
+function resolved(v: string, env: Record<string, string>): string {
+  const m = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(v);
+  return m ? (env[m[1]!] ?? v) : v;
+}
 
 // ── the natter services, parsed once ─────────────────────────────────────────────────────────
 
@@ -438,7 +467,7 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
       const clusterName = str(cluster.name);
       if (!clusterName) problems.push(`${file}: cluster has no name`);
       else clusterNames.add(clusterName);
-      const routes = asList(cluster.routes).map(String);
+      const routes = asList(cluster.routes).map((r) => resolved(String(r), natsNodes.find((n) => n.svc === svc)?.env ?? {}));
       for (const other of nodes) {
         if (other.svc === svc) continue;
         const port = portOf(str(mapOf(other.conf.cluster).listen), 6222);
@@ -485,14 +514,80 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
     const files = [ROOT_NATS_CONF, ...natsNodes.flatMap((n) => n.file ?? [])];
     const problems: string[] = [];
     for (const file of files) {
+      // With the environment compose gives the node (its $NAMES: passwords, route URLs).
+      const env = { PATH: process.env.PATH ?? "", ...(natsNodes.find((n) => n.file === file)?.env ?? {}) };
       try {
-        execFileSync(natsServer, ["-c", path.join(REPO_ROOT, file), "-t"], { stdio: "pipe", timeout: 10_000 });
+        execFileSync(natsServer, ["-c", path.join(REPO_ROOT, file), "-t"], { stdio: "pipe", timeout: 10_000, env });
       } catch (err) {
         const e = err as { stderr?: Buffer; stdout?: Buffer; message: string };
         problems.push(`${file}: ${String(e.stderr ?? "").trim() || String(e.stdout ?? "").trim() || e.message}`);
       }
     }
     expect(files.length).toBeGreaterThan(1);
+    expect(problems).toEqual([]);
+  });
+
+  it("NATS refuses anonymous clients, authenticates routes, keeps monitoring on loopback, and auth.conf is current", () => {
+    const problems = natsNodes.flatMap((n) => n.problems);
+    const loopback = (http: string | undefined) => /^(127\.0\.0\.1|localhost|\[::1\]):\d+$/.test(http ?? "");
+    const root = readNatsConf(ROOT_NATS_CONF);
+    if (!loopback(str(root.http))) problems.push(`${ROOT_NATS_CONF}: monitoring (http) is ${str(root.http)}, not on loopback`);
+    const first = natter.find((n) => n.config)?.config;
+    const expected = first ? deployAuthorization(first.streams) : undefined;
+    for (const { svc, file, conf, includes, env } of natsNodes) {
+      if (!file || !conf) continue;
+      if (!loopback(str(conf.http))) problems.push(`${file}: monitoring (http) is ${str(conf.http)}: bind it to 127.0.0.1 (the healthcheck runs inside the container)`);
+      if (conf.no_auth_user !== undefined) problems.push(`${file}: no_auth_user lets clients in without credentials`);
+      const auth = includes.find((i) => i.conf?.authorization !== undefined);
+      if (!auth) problems.push(`${file}: includes no authorization block: any client that reaches it is let in`);
+      else {
+        if (expected !== undefined && readRepo(auth.file) !== expected) problems.push(`${auth.file} is not what \`natter nats-auth\` prints for compose's configuration: regenerate it`);
+        const mountedAt = path.posix.join("/etc/nats", path.basename(auth.file));
+        if (!mountsOf(svc).some((m) => m.bind && rel(path.resolve(REPO_ROOT, m.source)) === auth.file && m.target === mountedAt)) {
+          problems.push(`${svc.name}: does not mount ${auth.file} at ${mountedAt}, beside its config`);
+        }
+        for (const role of NATS_IDENTITY_ROLES) {
+          if (!env[passwordVariable(role)]) problems.push(`${svc.name}: ${passwordVariable(role)} (the ${role} password auth.conf reads) is not in its environment`);
+        }
+      }
+      const cluster = mapOf(conf.cluster);
+      const routeAuth = mapOf(cluster.authorization);
+      const user = str(routeAuth.user);
+      const password = resolved(str(routeAuth.password) ?? "", env);
+      if (!user || !password || password.startsWith("$")) problems.push(`${file}: cluster.authorization has no user and password: anyone can join as a route`);
+      for (const r of asList(cluster.routes).map((x) => resolved(String(x), env))) {
+        let u: URL | undefined;
+        try {
+          u = new URL(r);
+        } catch {
+          problems.push(`${file}: route ${r} is not a URL (is its variable in ${svc.name}'s environment?)`);
+          continue;
+        }
+        if (u.username !== user || decodeURIComponent(u.password) !== password) problems.push(`${file}: route to ${u.host} does not carry the route user's credentials`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("each natter service holds the NATS identity of its role, and no other", () => {
+    const problems: string[] = [];
+    const natsEnv = natsNodes[0]?.env ?? {};
+    for (const { svc, command, config } of natter) {
+      if (!config) continue;
+      const creds = config.nats.credentials ?? {};
+      const roles = command[0] === "start" ? [...(config.edge.enabled ? (["edge"] as const) : []), ...(config.workers.enabled ? (["workers"] as const) : [])] : [];
+      for (const role of ["edge", "workers"] as const) {
+        const c = creds[role];
+        if (!roles.includes(role)) {
+          if (c) problems.push(`${svc.name}: holds the ${role} identity (nats.credentials.${role}) but runs no ${role}`);
+          continue;
+        }
+        if (!c) problems.push(`${svc.name}: runs the ${role} without nats.credentials.${role}: the NATS servers refuse it`);
+        else if (c.user !== role || c.password !== natsEnv[passwordVariable(role)]) {
+          problems.push(`${svc.name}: nats.credentials.${role} is not the ${role} user with the password the NATS servers get (${passwordVariable(role)})`);
+        }
+      }
+    }
     expect(problems).toEqual([]);
   });
 
@@ -536,6 +631,8 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
         const a = asTree(config[section]);
         const b = asTree(first[section]);
         for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+          // Each kind of process holds its own role's NATS identity (checked below).
+          if (section === "nats" && key === "credentials") continue;
           if (JSON.stringify(a[key]) === JSON.stringify(b[key])) continue;
           const shown = /secret|pass/i.test(key) ? "(values not shown)" : `${JSON.stringify(a[key])} vs ${JSON.stringify(b[key])}`;
           problems.push(`${svc.name}: ${section}.${key} differs from ${firstName}'s: ${shown}`);

@@ -83,7 +83,7 @@ async function send(c: TestClient, conv: string, text: string): Promise<number> 
 
 /** Waits until message `id` of `conv` went through the dispatcher and every push request is settled. */
 async function settled(conv: string, id: number): Promise<void> {
-  const { jsm } = edges[0]!.node;
+  const jsm = await edges[0]!.ops();
   await expect
     .poll(
       async () => {

@@ -1,12 +1,13 @@
-// Runs every command of docs/operations.md's runbook with the real `nats` CLI v0.5.0 against a
-// real server holding natter's streams, so the runbook cannot rot.
+// Runs every command of docs/operations.md's runbook with the real `nats` CLI v0.5.0 against the
+// embedded nats-server of a real `natter start`, as the operator: with the ops identity natter
+// generated, set up as the runbook's `export` lines say (the server refuses anyone else). So the
+// runbook, and how an operator gets in, cannot rot.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { binPath, REPO_ROOT } from "../config/index.ts";
-import { useNats } from "./harness/nats.ts";
-import { testConfig, useNode } from "./support/node.ts";
+import { devToken, spawnNatter, type NatterProcess } from "./support/natter-process.ts";
 import { TestClient } from "./support/ws-client.ts";
 
 /**
@@ -36,10 +37,15 @@ function run(bin: string, args: string[], expected: string, env: NodeJS.ProcessE
     p.on("exit", (code) => finish(code === 0 ? undefined : `exit code ${code}`));
   });
 }
-const nats = useNats({ extraConfig: 'server_name: "natter"' });
-// alice says nothing while the commands run one after another (seconds each on a loaded machine):
-// her presence key must outlive them all, since three steps show it.
-const node = useNode(() => testConfig(nats.url, { presence: { ttlSec: 300 } }));
+let natter: NatterProcess;
+beforeAll(async () => {
+  // alice says nothing while the commands run one after another (seconds each on a loaded
+  // machine): her presence key must outlive them all, since three steps show it.
+  natter = await spawnNatter({ NATTER_PRESENCE__TTL_SEC: "300" });
+});
+afterAll(async () => {
+  await natter?.stop();
+});
 
 interface Step {
   args: string[];
@@ -47,12 +53,30 @@ interface Step {
   line: string;
 }
 
-function runbook(): Step[] {
+function runbookBlock(): string[] {
   const doc = readFileSync(path.join(REPO_ROOT, "docs", "operations.md"), "utf8");
   const block = /<!-- runbook:begin -->\s*```sh\n([\s\S]*?)```\s*<!-- runbook:end -->/.exec(doc)?.[1];
   if (!block) throw new Error("docs/operations.md has no runbook block");
-  return block
-    .split("\n")
+  return block.split("\n");
+}
+
+/**
+ * The block's `export NAME=value` lines, pointed at this node: its NATS URL, and paths under the
+ * default data folder (`.data/…`) under this node's.
+ */
+function runbookEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of runbookBlock()) {
+    const m = /^export ([A-Z_]+)=(\S+)/.exec(line);
+    if (!m) continue;
+    const [, name = "", value = ""] = m;
+    env[name] = name === "NATS_URL" ? natter.natsUrl : value.startsWith(".data/") ? path.join(natter.dataDir, value.slice(".data/".length)) : value;
+  }
+  return env;
+}
+
+function runbook(): Step[] {
+  return runbookBlock()
     .filter((l) => l.startsWith("nats "))
     .map((line) => {
       const [cmd, expectText] = line.split(/\s+# expect: /);
@@ -66,9 +90,9 @@ describe("docs/operations.md runbook", () => {
   it("runs every documented nats command and finds what the doc says it shows", async () => {
     const steps = runbook();
     expect(steps.length).toBeGreaterThanOrEqual(8);
-    const sender = await TestClient.connect(node.url, { token: await node.token("bob"), device: "d" });
+    const sender = await TestClient.connect(natter.url, { token: await devToken(natter.url, "bob"), device: "d" });
     onTestFinished(() => sender.close());
-    const alice = await TestClient.connect(node.url, { token: await node.token("alice"), device: "d" });
+    const alice = await TestClient.connect(natter.url, { token: await devToken(natter.url, "alice"), device: "d" });
     onTestFinished(() => alice.close());
     const { conv } = (await sender.request({ type: "dm.open", peer: "alice" })) as unknown as { conv: { id: string } };
     const ack = await sender.request({ type: "send", conv: conv.id, cid: "r1", text: "hello alice" });
@@ -77,7 +101,13 @@ describe("docs/operations.md runbook", () => {
     await expect
       .poll(async () => ((await sender.request({ type: "presence", users: ["alice"] })).users as { online: boolean }[])[0]?.online, { timeout: 10_000 })
       .toBe(true);
-    const env = { ...process.env, NATS_URL: nats.url, NATS_CONTEXT: "", HOME: process.env.HOME ?? "/tmp" };
+    const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", NATS_CONTEXT: "" };
+    const doc = runbookEnv();
+    expect(Object.keys(doc), "the runbook's export lines").toEqual(expect.arrayContaining(["NATS_URL", "NATS_NKEY"]));
+    // Without the ops identity the server lets nobody in: the credential is what the steps need.
+    const anonymous = await run(binPath("nats"), ["stream", "ls"], "Authorization Violation", { ...base, NATS_URL: natter.natsUrl });
+    expect(anonymous.out).toContain("Authorization Violation");
+    const env = { ...base, ...doc };
     for (const step of steps) {
       const { out, failed } = await run(binPath("nats"), step.args, step.expect, env);
       if (failed !== undefined) throw new Error(`\`${step.line}\` failed: ${failed}\n${out}`);

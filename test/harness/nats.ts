@@ -6,12 +6,70 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll } from "vitest";
 import { binPath } from "../../config/tools.ts";
+import { renderAuthorization } from "../../nats/permissions.ts";
 import { launchNatsServer, NatsServerLaunchError, type NatsServerProcess } from "../../runtime/nats-server.ts";
 import { freePorts, recordProcess } from "./processes.ts";
+
+/**
+ * The identities of harness servers: natter's roles with their allow-lists (nats/permissions.ts)
+ * and the operator. Fixed passwords: test servers listen on loopback and live for one file.
+ */
+export const TEST_NATS_USERS = {
+  edge: { user: "edge", password: "edge-test-password" },
+  workers: { user: "workers", password: "workers-test-password" },
+  ops: { user: "ops", password: "ops-test-password" },
+} as const;
+
+/** natter's `nats.credentials` for harness servers (ignored by a server without users). */
+export function testNatsCredentials(): { edge: { user: string; password: string }; workers: { user: string; password: string } } {
+  return { edge: { ...TEST_NATS_USERS.edge }, workers: { ...TEST_NATS_USERS.workers } };
+}
+
+/** The same as NATTER_* variables, for `natter start` processes pointed at a harness server. */
+export function testNatsCredentialsEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [role, c] of Object.entries(testNatsCredentials())) {
+    env[`NATTER_NATS__CREDENTIALS__${role.toUpperCase()}__USER`] = c.user;
+    env[`NATTER_NATS__CREDENTIALS__${role.toUpperCase()}__PASSWORD`] = c.password;
+  }
+  return env;
+}
+
+/** The route user of harness clusters. */
+const TEST_ROUTE_USER = { user: "route", password: "route-test-password" } as const;
+
+/** Shard counts the harness's allow-lists name (the schema's defaults). */
+const TEST_SHARDS = { conversationShards: 1, inboxShards: 1 };
+
+/**
+ * Who may connect to a harness server:
+ * - "roles" (default): natter's identities (TEST_NATS_USERS) with their allow-lists; a client
+ *   without credentials is the ops user (`no_auth_user`), so a test's own connections see
+ *   everything while natter's nodes run with their roles' permissions;
+ * - "strict": the same users, and a client without credentials is refused;
+ * - "none": no users, anyone connects (servers without JetStream, for connection tests).
+ */
+type TestNatsAuth = "roles" | "strict" | "none";
+
+function authConfig(auth: TestNatsAuth): string {
+  if (auth === "none") return "";
+  const users = renderAuthorization({ shards: TEST_SHARDS, users: TEST_NATS_USERS });
+  return auth === "roles" ? `${users}no_auth_user: ${TEST_NATS_USERS.ops.user}\n` : users;
+}
+
+/** A line of the server's log saying it refused a client's publish or subscription. */
+const isViolation = (line: string) => /Publish Violation|Subscription Violation/.test(line);
 
 export interface StartNatsOptions {
   /** Enable JetStream (store in the temp folder). Default true. */
   jetstream?: boolean;
+  /** Who may connect; default "roles" (see TestNatsAuth). */
+  auth?: TestNatsAuth;
+  /**
+   * The test provokes permission violations on purpose. Otherwise useNats() fails the file when
+   * the server refused any client a publish or subscription: an allow-list lacks what natter does.
+   */
+  expectViolations?: boolean;
   /** Appended to the generated config (e.g. `max_payload: 2MB`). */
   extraConfig?: string;
   /** Receives the server's output lines (default: dropped; the tail is in launch errors). */
@@ -28,6 +86,8 @@ export interface NatsHandle {
   readonly pid: number;
   /** Stops the server and removes its folder. Idempotent. */
   stop(): Promise<void>;
+  /** The server's log lines refusing a publish or subscription so far (permission violations). */
+  violations(): string[];
   /** SIGKILL, keeping the folder: a crash. restart() brings it back on the same ports and store. */
   kill9(): Promise<void>;
   /** Stops (if running) and starts again on the same ports and store. */
@@ -69,8 +129,15 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsHandle
       `port: ${port}`,
       `http: ${JSON.stringify(http)}`,
       opts.jetstream === false ? "" : jetstreamBlock(storeDir),
+      authConfig(opts.auth ?? "roles"),
       opts.extraConfig ?? "",
     ].join("\n");
+  const violations: string[] = [];
+  const forward = opts.log ?? defaultLog();
+  const log = (line: string) => {
+    if (isViolation(line)) violations.push(line);
+    forward?.(line);
+  };
 
   let configText = config("-1", "127.0.0.1:-1");
   let server: NatsServerProcess | undefined;
@@ -81,7 +148,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsHandle
       configText,
       dir,
       name: "nats-server (test)",
-      log: opts.log ?? defaultLog(),
+      log,
       onSpawn: (pid) => recordProcess(pid, "nats-server", dir),
     });
 
@@ -110,6 +177,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsHandle
       return (server ?? first).pid;
     },
     stop,
+    violations: () => [...violations],
     kill9: async () => {
       await server?.kill9();
     },
@@ -133,7 +201,19 @@ export function useNats(opts: StartNatsOptions = {}): NatsHandle {
     handle = await startNats(opts);
   });
   afterAll(async () => {
+    const refused = handle?.violations() ?? [];
     await handle?.stop();
+    if (refused.length > 0 && !opts.expectViolations) {
+      // One line per (identity, operation, subject), with its count.
+      const kinds = new Map<string, number>();
+      for (const line of refused) {
+        const key = /"[^"]*\/[^"]*" - .*$/.exec(line)?.[0].replace(/, SID \S+$/, "") ?? line;
+        kinds.set(key, (kinds.get(key) ?? 0) + 1);
+      }
+      throw new Error(
+        `nats-server refused ${refused.length} publish(es)/subscription(s) of natter's identities: an allow-list in nats/permissions.ts lacks what the code does (or a test used a node's connection for an operator's look: use NodeHandle.ops()):\n${[...kinds].map(([k, n]) => `${n} × ${k}`).join("\n")}`,
+      );
+    }
   });
   const get = (): NatsHandle => {
     if (handle === undefined) throw new Error("useNats(): the server is not started yet (use it inside tests or hooks)");
@@ -155,6 +235,7 @@ export function useNats(opts: StartNatsOptions = {}): NatsHandle {
     get pid() {
       return get().pid;
     },
+    violations: () => get().violations(),
     stop: () => get().stop(),
     kill9: () => get().kill9(),
     restart: () => get().restart(),
@@ -169,6 +250,8 @@ interface NatsClusterNode {
   readonly name: string;
   /** `nats://127.0.0.1:PORT` — the same across restart(). */
   readonly url: string;
+  /** `nats://127.0.0.1:PORT` of its route listener (without the route user's credentials). */
+  readonly clusterUrl: string;
   readonly monitorUrl: string;
   readonly storeDir: string;
   /** Whether the node's process is up (false after kill9/stop until restart). */
@@ -204,6 +287,7 @@ interface NodePorts {
 class ClusterNode implements NatsClusterNode {
   readonly name: string;
   readonly url: string;
+  readonly clusterUrl: string;
   readonly monitorUrl: string;
   readonly storeDir: string;
   readonly dir: string;
@@ -220,6 +304,7 @@ class ClusterNode implements NatsClusterNode {
     routes: number[];
     clusterName: string;
     extraConfig: string;
+    clusterConfig: string;
     log: ((line: string) => void) | undefined;
   }) {
     this.name = args.name;
@@ -228,6 +313,7 @@ class ClusterNode implements NatsClusterNode {
     this.#log = args.log;
     this.storeDir = path.join(args.dir, "jetstream");
     this.url = `nats://127.0.0.1:${args.ports.client}`;
+    this.clusterUrl = `nats://127.0.0.1:${args.ports.cluster}`;
     this.monitorUrl = `http://127.0.0.1:${args.ports.http}`;
     this.#configText = [
       `server_name: ${args.name}`,
@@ -235,10 +321,14 @@ class ClusterNode implements NatsClusterNode {
       `port: ${args.ports.client}`,
       `http: "127.0.0.1:${args.ports.http}"`,
       jetstreamBlock(this.storeDir),
+      authConfig("roles"),
       "cluster {",
       `  name: ${args.clusterName}`,
       `  listen: "127.0.0.1:${args.ports.cluster}"`,
-      `  routes: [${args.routes.map((p) => `"nats://127.0.0.1:${p}"`).join(", ")}]`,
+      // Routes authenticate, as in deploy/nats/: a server that is not given the route user's password cannot join.
+      `  authorization { user: ${TEST_ROUTE_USER.user}, password: ${JSON.stringify(TEST_ROUTE_USER.password)} }`,
+      `  routes: [${args.routes.map((p) => `"nats://${TEST_ROUTE_USER.user}:${TEST_ROUTE_USER.password}@127.0.0.1:${p}"`).join(", ")}]`,
+      args.clusterConfig,
       "}",
       args.extraConfig,
     ].join("\n");
@@ -286,7 +376,8 @@ class ClusterNode implements NatsClusterNode {
  */
 export async function startNatsCluster(
   size = 3,
-  opts: { extraConfig?: string; log?: (line: string) => void } = {},
+  /** `clusterConfig`: added inside each node's cluster { } block (e.g. a tls { } block for routes). */
+  opts: { extraConfig?: string; clusterConfig?: string; log?: (line: string) => void } = {},
 ): Promise<NatsCluster> {
   const binary = await natsServerBinary();
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "natter-nats-cluster-"));
@@ -308,6 +399,7 @@ export async function startNatsCluster(
           routes: nodePorts.filter((_, j) => j !== i).map((q) => q.cluster),
           clusterName: "natter-test",
           extraConfig: opts.extraConfig ?? "",
+          clusterConfig: opts.clusterConfig ?? "",
           log: opts.log ?? defaultLog(),
         }),
     );

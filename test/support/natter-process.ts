@@ -13,6 +13,9 @@ export interface NatterProcess {
   url: string;
   /** http://host:port of its /metrics, /healthz and /readyz (the workers' port). */
   workersUrl: string;
+  /** The embedded nats-server's client URL and monitoring URL. */
+  natsUrl: string;
+  natsMonitorUrl: string;
   dataDir: string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Everything it printed so far. */
@@ -101,6 +104,8 @@ export async function spawnNatter(env: Record<string, string> = {}, opts: SpawnO
     proc,
     url,
     workersUrl: `http://127.0.0.1:${workers}`,
+    natsUrl: `nats://127.0.0.1:${nats}`,
+    natsMonitorUrl: `http://127.0.0.1:${monitor}`,
     dataDir,
     exited,
     output: () => out,

@@ -6,7 +6,11 @@ import { afterAll, beforeAll } from "vitest";
 import { loadConfig, type Config } from "../../config/index.ts";
 import { silentLogger } from "../../core/logger.ts";
 import { mintToken } from "../../edge/index.ts";
-import { startNatter, type NatterNode } from "../../runtime/index.ts";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectRole } from "../../nats/index.ts";
+import { ensureNatterTopology, startNatter, type NatterNode } from "../../runtime/index.ts";
+import { TEST_NATS_USERS, testNatsCredentials } from "../harness/nats.ts";
 
 /** A fixed HS256 secret for tests; it passes the weak-secret rule (config/secrets.ts). */
 export const TEST_SECRET = "q3V8xTnL0wZr5KcY2mPa7GdH9sJb4EuF6iNoR1tX";
@@ -20,7 +24,8 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
     overrides: {
       dataDir,
       log: { level: "warn" },
-      nats: { servers: [natsUrl] },
+      // natter's roles' identities on harness servers (which check their allow-lists).
+      nats: { servers: [natsUrl], credentials: testNatsCredentials() },
       auth: { jwtSecret: TEST_SECRET },
       ...overrides,
       edge: { port: 0, ...(overrides.edge as object | undefined) },
@@ -31,10 +36,25 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
   });
 }
 
+/** Creates natter's topology with the workers' identity, as a workers process does at start. */
+async function ensureTopologyAsWorkers(cfg: Config): Promise<void> {
+  const servers = cfg.nats.servers;
+  if (!servers) throw new Error("ensureTopologyAsWorkers: the config names no nats.servers");
+  const nc = await connectRole({ nats: cfg.nats, servers, role: "workers", name: "test-topology", log: silentLogger() });
+  try {
+    await ensureNatterTopology(await jetstreamManager(nc), cfg);
+  } finally {
+    await nc.close();
+  }
+}
+
 export interface NodeHandle {
+  /** The node; its `nc`/`js`/`jsm` have the edge's identity (the workers' without an edge). */
   readonly node: NatterNode;
   readonly url: string;
   token(user: string): Promise<string>;
+  /** A JetStream manager with the operator's identity on the node's NATS, for a test's look inside (consumer info, raw reads). */
+  ops(): Promise<JetStreamManager>;
 }
 
 /** A node for the whole file: started in beforeAll, closed in afterAll (also when tests fail). */
@@ -44,9 +64,14 @@ export function useNode(config: () => Config): NodeHandle {
   beforeAll(async () => {
     const cfg = config();
     dataDir = cfg.dataDir;
+    // An edge waits for the workers to create the topology: without workers of its own, the test
+    // does what a workers process would.
+    if (!cfg.workers.enabled) await ensureTopologyAsWorkers(cfg);
     node = await startNatter(cfg, silentLogger());
   });
+  let ops: Promise<{ nc: NatsConnection; jsm: JetStreamManager }> | undefined;
   afterAll(async () => {
+    await (await ops?.catch(() => undefined))?.nc.close();
     await node?.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
@@ -62,5 +87,12 @@ export function useNode(config: () => Config): NodeHandle {
       return get().url;
     },
     token: (user) => mintToken(get().tokens, user),
+    ops: async () => {
+      ops ??= (async () => {
+        const nc = await connect({ servers: get().natsUrl, user: TEST_NATS_USERS.ops.user, pass: TEST_NATS_USERS.ops.password });
+        return { nc, jsm: await jetstreamManager(nc) };
+      })();
+      return (await ops).jsm;
+    },
   };
 }
