@@ -25,7 +25,7 @@ async function client(user: string): Promise<TestClient> {
 describe("storage bounds", () => {
   it("gives every stream and bucket a byte limit within streams.storageBytes", async () => {
     let total = 0;
-    for await (const s of node.node.jsm.streams.list()) {
+    for await (const s of (await node.ops()).streams.list()) {
       expect(s.config.max_bytes, s.config.name).toBeGreaterThan(0);
       total += s.config.max_bytes;
     }

@@ -151,8 +151,8 @@ describe("natter revoke", () => {
     onTestFinished(() => c.close());
     natsProxy.cut();
     // Written while that edge cannot hear it.
-    const n = node.node;
-    await new Revocations({ nc: n.nc, js: n.js, jsm: n.jsm, log: silentLogger(), maxTokenAgeSec: MAX_AGE_SEC }).revoke("rev_lost", now() + 1);
+    const ops = await node.opsConnection();
+    await new Revocations({ nc: ops.nc, js: ops.jsm.jetstream(), jsm: ops.jsm, log: silentLogger(), maxTokenAgeSec: MAX_AGE_SEC }).revoke("rev_lost", now() + 1);
     expect(c.ws.readyState).toBe(WebSocket.OPEN);
     natsProxy.restore();
     expect((await c.closed).code).toBe(4401);

@@ -76,9 +76,9 @@ describe("the SDK and token lifetime", () => {
       },
     });
     await client.connect();
-    const n = node.node;
     notBefore = Math.floor(Date.now() / 1000) + 1;
-    await new Revocations({ nc: n.nc, js: n.js, jsm: n.jsm, log: silentLogger(), maxTokenAgeSec: 3600 }).revoke("life_d", notBefore);
+    const ops = await node.opsConnection();
+    await new Revocations({ nc: ops.nc, js: ops.jsm.jetstream(), jsm: ops.jsm, log: silentLogger(), maxTokenAgeSec: 3600 }).revoke("life_d", notBefore);
     await expect.poll(() => states.filter((s) => s.state === "open").length).toBe(2);
     expect(states.find((s) => s.state === "reconnecting")).toMatchObject({ closeCode: 4401 });
     expect(reasons).toEqual(["connect", "refresh"]);

@@ -55,6 +55,8 @@ export interface NodeHandle {
   token(user: string): Promise<string>;
   /** A JetStream manager with the operator's identity on the node's NATS, for a test's look inside (consumer info, raw reads). */
   ops(): Promise<JetStreamManager>;
+  /** The operator's connection itself (what `natter revoke` and `natter dead` use). */
+  opsConnection(): Promise<{ nc: NatsConnection; jsm: JetStreamManager }>;
 }
 
 /** A node for the whole file: started in beforeAll, closed in afterAll (also when tests fail). */
@@ -79,7 +81,7 @@ export function useNode(config: () => Config): NodeHandle {
     if (!node) throw new Error("useNode(): not started (use inside tests or hooks)");
     return node;
   };
-  return {
+  const handle: NodeHandle = {
     get node() {
       return get();
     },
@@ -87,12 +89,14 @@ export function useNode(config: () => Config): NodeHandle {
       return get().url;
     },
     token: (user) => mintToken(get().tokens, user),
-    ops: async () => {
+    ops: async () => (await handle.opsConnection()).jsm,
+    opsConnection: async () => {
       ops ??= (async () => {
         const nc = await connect({ servers: get().natsUrl, user: TEST_NATS_USERS.ops.user, pass: TEST_NATS_USERS.ops.password });
         return { nc, jsm: await jetstreamManager(nc) };
       })();
-      return (await ops).jsm;
+      return ops;
     },
   };
+  return handle;
 }
