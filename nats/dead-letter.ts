@@ -18,9 +18,11 @@ export const DEAD_HEADERS = {
   deliveries: "Natter-Dead-Deliveries",
 } as const;
 
-/** Stores `m` in the dead-letter stream (idempotently), then terminates it. */
 /** The workers that dead-letter (a subject token: `dead.<worker>.<stream>`). */
-export type DeadLetterWorker = "fanout" | "persister" | "push" | "push-sender" | "presence" | "uploads-sweeper";
+export const DEAD_LETTER_WORKERS = ["fanout", "persister", "push", "push-sender", "presence", "uploads-sweeper"] as const;
+export type DeadLetterWorker = (typeof DEAD_LETTER_WORKERS)[number];
+
+/** Stores `m` in the dead-letter stream (idempotently), then terminates it. */
 
 export async function deadLetter(js: JetStreamClient, m: JsMsg, worker: DeadLetterWorker, reason: string): Promise<void> {
   const h = headers();

@@ -11,5 +11,5 @@ export { JetStreamRequests, type Ack } from "./requests.ts";
 export { connectNats } from "./connection.ts";
 export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type Outcome } from "./worker.ts";
 export { DEAD_HEADERS } from "./dead-letter.ts";
-export { consumerLagGauge } from "./consumer-lag.ts";
+export { consumerLagGauge, deadLetterGauges, oldestUnackedAgeMs, persisterBacklogGauge } from "./consumer-lag.ts";
 export { ensureTopology, expectedStreams, topologyOf, kvBucketConfig, upsertStream, upsertConsumer, workerConsumerConfig } from "./topology.ts";
