@@ -12,7 +12,7 @@ import { connectNats, ensureTopology, expectedStreams, JetStreamRequests, topolo
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
 import { DevicePresence, EdgeRegistry, ensurePresenceBuckets, NatsKvPresence, presenceOf, presenceStreams } from "../presence/index.ts";
 import { ensurePushTopology, pushStreams } from "../push/index.ts";
-import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, readInbox, Receipts } from "../streams/index.ts";
+import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, readInbox, Receipts, SendGate } from "../streams/index.ts";
 import { startEmbeddedNats } from "./embedded-nats.ts";
 import { startPush, type PushNode } from "./push.ts";
 import { readinessOf } from "./readiness.ts";
@@ -113,6 +113,10 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
     let images: ImageService | undefined;
     let url = "";
     if (cfg.edge.enabled) {
+      // Sends stop before messages could expire unpersisted (streams.refuseSendsAtBacklogPct).
+      const gate = new SendGate({ jsm, topology, retentionSec: cfg.streams.conversationMaxAgeSec, refuseAtPct: cfg.streams.refuseSendsAtBacklogPct, log: log.child({ component: "send-gate" }) });
+      gate.start();
+      cleanups.push(() => gate.stop());
       images = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
       const e = await createEdge({
         nc,
@@ -120,7 +124,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         topology,
         config: cfg.edge,
         tokens,
-        publish: (input) => publishMessage(requests, topology, input),
+        publish: (input) => publishMessage(requests, topology, input, gate),
         inbox: {
           bounds: (user) => inboxBounds(jsm, topology, user),
           read: (user, after, until, next) => readInbox({ requests, jsm }, topology, user, after, until, next),

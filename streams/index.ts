@@ -7,6 +7,7 @@ export { FanoutWorker, type FannedOutMessage } from "./fanout.ts";
 export { readInbox, inboxBounds, parseInboxEntry, type InboxItem, type InboxBounds } from "./inbox.ts";
 export { decodePrev, PREV_HEADER, type PrevList } from "./inbox-chain.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
+export { SendGate } from "./send-gate.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
 export { ConversationIndex } from "./conversation-index.ts";
 export { Receipts } from "./receipts.ts";

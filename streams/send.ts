@@ -5,6 +5,7 @@ import type { JetStreamRequests } from "../nats/index.ts";
 import { NatterError } from "../core/index.ts";
 import { conversationSubject, encodeJson, messageTtl, sendMsgId, type Topology } from "../nats/index.ts";
 import type { ConversationMessage, ImageRef } from "./messages.ts";
+import type { SendGate } from "./send-gate.ts";
 
 export interface SendInput {
   conv: string;
@@ -24,7 +25,12 @@ export interface SendResult {
   ts: number;
 }
 
-export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput): Promise<SendResult> {
+/**
+ * Publishes `input`; refused first (STORE_BEHIND) when `gate` says the conversation's stream has
+ * a persister backlog too old to take more messages (send-gate.ts).
+ */
+export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput, gate?: Pick<SendGate, "check">): Promise<SendResult> {
+  gate?.check(input.conv);
   const ts = Date.now();
   const { images, ...rest } = input;
   const msg: ConversationMessage = { v: 1, type: "msg", ...rest, ts, ...(images !== undefined && images.length > 0 ? { images } : {}) };
