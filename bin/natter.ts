@@ -6,6 +6,7 @@ import { createLogger, type Logger, NatterError } from "../core/index.ts";
 import { mintToken } from "../edge/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
 import { startNatter, tokenSettings } from "../runtime/index.ts";
+import { runDead } from "./dead.ts";
 
 const USAGE = `usage: natter <command> [options]
 
@@ -13,11 +14,17 @@ commands:
   start             run a natter node (edge + workers; spawns nats-server unless nats.servers is set)
   migrate           create or upgrade the store's schema (Cassandra keyspace and tables, or SQLite)
   token <user>      print a token for <user> signed with this node's secret (development)
+  dead list         list the dead letters (messages a worker gave up on), oldest first
+  dead replay <seq>|--all
+                    send dead letters back to the worker that gave up on them, then remove them
 
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
       --dev         development mode: POST /dev/token mints tokens for any user name
       --ttl S       token lifetime in seconds (token)
+      --limit N     at most N dead letters (dead list: default 100; dead replay --all)
+      --worker W    only the dead letters of worker W (dead list, dead replay --all)
+      --all         every dead letter (dead replay)
   -h, --help        this text
 
 settings also come from NATTER_* variables, e.g. NATTER_EDGE__PORT=8081 (see docs/configuration.md)`;
@@ -40,6 +47,9 @@ async function main(): Promise<void> {
       config: { type: "string", short: "c" },
       dev: { type: "boolean" },
       ttl: { type: "string" },
+      limit: { type: "string" },
+      worker: { type: "string" },
+      all: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -87,6 +97,9 @@ async function main(): Promise<void> {
       }
       return;
     }
+    case "dead":
+      process.exitCode = await runDead(cfg, rest, { limit: values.limit, worker: values.worker, all: values.all });
+      return;
     default:
       process.stderr.write(`natter: unknown command "${command}"\n\n${USAGE}\n`);
       process.exit(2);

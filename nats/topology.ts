@@ -12,6 +12,7 @@ import {
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { StreamsConfig } from "../config/index.ts";
+import { REPLAYABLE_WORKERS } from "./dead-letter.ts";
 import { names, type Topology } from "./subjects.ts";
 
 export function topologyOf(cfg: StreamsConfig): Topology {
@@ -66,6 +67,20 @@ export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig
     max_age: nanos(30 * 24 * 3600 * S),
     duplicate_window: nanos(cfg.duplicateWindowSec * S),
     allow_direct: true,
+  };
+}
+
+/** Dead letters sent back to their worker (`natter dead replay`): removed once that worker acked them. */
+function replayStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.replayStream,
+    description: "natter: dead letters sent back to the worker that gave up on them (headers Natter-Replay-*: the original's stream, sequence, subject)",
+    subjects: [names.replayStreamSubjects],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_age: nanos(30 * 24 * 3600 * S),
+    duplicate_window: nanos(cfg.duplicateWindowSec * S),
   };
 }
 
@@ -158,6 +173,10 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
     await upsertStream(jsm, inboxStreamConfig(cfg, shard));
   }
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
+  await upsertStream(jsm, replayStreamConfig(cfg));
+  for (const worker of REPLAYABLE_WORKERS) {
+    await upsertConsumer(jsm, names.replayStream, { ...workerConsumerConfig(cfg, names.replayConsumer(worker)), filter_subject: names.replayConsumerFilter(worker) });
+  }
   await upsertStream(jsm, contactsBucketConfig(cfg));
   await upsertStream(jsm, userConversationsBucketConfig(cfg));
 }
@@ -168,6 +187,7 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
   out.push(names.deadLetterStream);
+  out.push(names.replayStream);
   out.push(names.kvStream(names.contactsBucket));
   out.push(names.kvStream(names.userConversationsBucket));
   return out;
