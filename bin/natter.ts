@@ -7,6 +7,7 @@ import { mintToken } from "../edge/index.ts";
 import { deployAuthorization } from "../nats/index.ts";
 import { migrateCassandra, openMessageStore } from "../persistence/index.ts";
 import { revokeTokens, startNatter, tokenSettings } from "../runtime/index.ts";
+import { runDead } from "./dead.ts";
 
 const USAGE = `usage: natter <command> [options]
 
@@ -18,12 +19,18 @@ commands:
                     sockets on them are closed 4401, and the user must get a new token
   nats-auth         print the nats-server authorization block of natter's NATS identities
                     (edge, workers, ops) for this configuration's shards (deploy/nats/auth.conf)
+  dead list         list the dead letters (messages a worker gave up on), oldest first
+  dead replay <seq>|--all
+                    send dead letters back to the worker that gave up on them, then remove them
 
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
       --dev         development mode: POST /dev/token mints tokens for any user name
       --ttl S       token lifetime in seconds (token)
       --before T    revoke tokens issued before T: an ISO 8601 time or Unix seconds (revoke)
+      --limit N     at most N dead letters (dead list: default 100; dead replay --all)
+      --worker W    only the dead letters of worker W (dead list, dead replay --all)
+      --all         every dead letter (dead replay)
   -h, --help        this text
 
 settings also come from NATTER_* variables, e.g. NATTER_EDGE__PORT=8081 (see docs/configuration.md)`;
@@ -47,6 +54,9 @@ async function main(): Promise<void> {
       dev: { type: "boolean" },
       ttl: { type: "string" },
       before: { type: "string" },
+      limit: { type: "string" },
+      worker: { type: "string" },
+      all: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -121,6 +131,9 @@ async function main(): Promise<void> {
     }
     case "nats-auth":
       process.stdout.write(deployAuthorization(cfg.streams));
+      return;
+    case "dead":
+      process.exitCode = await runDead(cfg, rest, { limit: values.limit, worker: values.worker, all: values.all }, log);
       return;
     default:
       process.stderr.write(`natter: unknown command "${command}"\n\n${USAGE}\n`);

@@ -129,6 +129,13 @@ const StreamsSchema = z.strictObject({
   duplicateWindowSec: int(10, 7 * DAY_S).default(600),
   /** How long conversation streams keep messages; the store keeps them beyond. */
   conversationMaxAgeSec: int(1, 365 * DAY_S).default(7 * DAY_S),
+  /**
+   * Edges refuse new messages (STORE_BEHIND) to a conversation stream whose oldest message not
+   * yet written to the store is this share of conversationMaxAgeSec old (percent), so a store or
+   * persister outage stops sends loudly instead of letting messages expire unpersisted; the rest
+   * of the retention is the time left to bring the persister back (docs/operations.md).
+   */
+  refuseSendsAtBacklogPct: int(1, 95).default(50),
   /** How long device inboxes are kept; a cursor older than this gets a reset. */
   inboxMaxAgeSec: int(60, 365 * DAY_S).default(7 * DAY_S),
   /** How long a worker may hold a message unacked before JetStream redelivers it (seconds). */

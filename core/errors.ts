@@ -51,6 +51,7 @@ export const ERRORS = {
   // Infrastructure
   STORAGE_FULL: { status: 507, temporary: true, message: "the server's storage for messages is full; retry later with the same cid" },
   UNAVAILABLE: { status: 503, temporary: true, message: "service temporarily unavailable" },
+  STORE_BEHIND: { status: 503, temporary: true, message: "messages are not being saved to the store right now; sending is paused, retry later with the same cid" },
   TIMEOUT: { status: 504, temporary: true, message: "timed out" },
   INTERNAL: { status: 500, temporary: true, message: "internal error" },
   // Configuration and tooling (never sent to clients)

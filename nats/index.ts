@@ -10,9 +10,9 @@ export { kvOperation, scanFiltered } from "./jetstream.ts";
 export { JetStreamRequests, type Ack } from "./requests.ts";
 export { connectRole } from "./connection.ts";
 export { deployAuthorization, inboxPrefix, NATS_IDENTITY_ROLES, passwordVariable, renderAuthorization, type NatsIdentityRole, type NatsRole } from "./permissions.ts";
-export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type Outcome } from "./worker.ts";
-export { DEAD_HEADERS } from "./dead-letter.ts";
-export { consumerLagGauge } from "./consumer-lag.ts";
+export { ConsumerWorker, backoffDelay, type Decoded, type Delivery, type Outcome, type SourceMsg } from "./worker.ts";
+export { DEAD_HEADERS, DEAD_LETTER_WORKERS, readDeadLetters, replayDeadLetter, type DeadLetter, type DeadLetterWorker } from "./dead-letter.ts";
+export { consumerLagGauge, deadLetterGauges, oldestUnackedAgeMs, persisterBacklogGauge } from "./consumer-lag.ts";
 export {
   CONVERSATION_RESERVE,
   ensureTopology,

@@ -8,6 +8,7 @@
 //            topology (streams, buckets, the workers' durable consumers).
 //   ops      the operator (the `nats` CLI of docs/operations.md): the whole account. natter's
 //            processes never hold it.
+import { REPLAYABLE_WORKERS } from "./dead-letter.ts";
 import { names, revocationsFilter, subjectPatterns } from "./subjects.ts";
 
 /** The identities natter's processes connect as. */
@@ -57,6 +58,7 @@ function streamsOf(s: PermissionShards) {
     pushSent: kv(names.pushSentBucket),
     quota: kv(names.quotaBucket),
     revocations: kv(names.revocationsBucket),
+    replay: names.replayStream,
   };
 }
 
@@ -77,6 +79,7 @@ function allStreams(s: PermissionShards): string[] {
     st.pushSent,
     st.quota,
     st.revocations,
+    st.replay,
     ...st.push,
   ];
 }
@@ -95,6 +98,8 @@ function workerConsumers(s: PermissionShards): { stream: string; consumer: strin
     { stream: st.presence, consumer: names.presenceConsumer },
     { stream: st.uploads, consumer: names.uploadsSweeperConsumer },
     ...st.push.map((stream) => ({ stream, consumer: names.pushSenderConsumer })),
+    // Dead letters sent back by `natter dead replay`, one consumer per worker that takes them.
+    ...REPLAYABLE_WORKERS.map((worker) => ({ stream: st.replay, consumer: names.replayConsumer(worker) })),
   ];
 }
 
@@ -121,8 +126,10 @@ function edgePermissions(s: PermissionShards): NatsPermissions {
         st.quota,
         st.revocations,
       ].flatMap(directGet),
-      // How full each conversation stream is (chat sends stop before it is full).
+      // How full each conversation stream is (chat sends stop before it is full), and how far
+      // the persister is behind on it (sends stop before a message could expire unpersisted).
       ...st.conversations.map((stream) => `${API}.STREAM.INFO.${stream}`),
+      ...st.conversations.map((stream) => `${API}.CONSUMER.INFO.${stream}.${names.persisterConsumer}`),
       // A receipt checks the conversation's last id on the stream leader.
       ...st.conversations.map((stream) => `${API}.STREAM.MSG.GET.${stream}`),
       // Writes: sends, membership changes, receipts; dm.open's contacts, device presence, the
@@ -164,7 +171,9 @@ function workersPermissions(s: PermissionShards): NatsPermissions {
       ...allStreams(s).flatMap((stream) => [`${API}.STREAM.INFO.${stream}`, `${API}.STREAM.CREATE.${stream}`, `${API}.STREAM.UPDATE.${stream}`]),
       // Their own durable consumers: create/update, info, reset to the ack floor at start, pull, ack.
       ...consumers.flatMap(({ stream, consumer }) => [
+        // (with a filter subject, the API subject ends in it)
         `${API}.CONSUMER.CREATE.${stream}.${consumer}`,
+        `${API}.CONSUMER.CREATE.${stream}.${consumer}.>`,
         `${API}.CONSUMER.INFO.${stream}.${consumer}`,
         `${API}.CONSUMER.RESET.${stream}.${consumer}`,
         `${API}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
@@ -183,6 +192,8 @@ function workersPermissions(s: PermissionShards): NatsPermissions {
         st.presenceUsers,
         st.pushSubscriptions,
         st.pushSent,
+        // The oldest dead letter's age (a gauge).
+        st.dead,
       ].flatMap(directGet),
       // Writes: inbox copies, the conversation index, users' presence and its notices (core
       // NATS), push requests, send markers and removed subscriptions, dead letters.

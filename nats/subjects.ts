@@ -48,6 +48,12 @@ export const names = {
   /** Messages a worker gave up on, with the reason in headers. */
   deadLetterStream: "DEAD",
   deadLetterStreamSubjects: "dead.>",
+  /** Dead letters sent back to the worker that gave up on them (`natter dead replay`): a work queue. */
+  replayStream: "REPLAY",
+  replayStreamSubjects: "replay.>",
+  /** Durable consumer on REPLAY of one worker's replays (subjects `replay.<worker>.>`). */
+  replayConsumer: (worker: string) => `replay-${worker}`,
+  replayConsumerFilter: (worker: string) => `replay.${worker}.>`,
   /** Durable consumer on each conversation stream that copies messages to inboxes. */
   fanoutConsumer: "fanout",
   /** Durable consumer on each conversation stream that writes messages to the store. */
@@ -164,6 +170,11 @@ export function convIdFromSubject(subject: string): string {
 /** Where `worker` puts a message of `stream` it gave up on. */
 export function deadLetterSubject(worker: string, stream: string): string {
   return `dead.${worker}.${checkId("stream name", stream)}`;
+}
+
+/** Where a dead letter of `worker` from `stream` is replayed to (that worker's REPLAY consumer). */
+export function replaySubject(worker: string, stream: string): string {
+  return `replay.${worker}.${checkId("stream name", stream)}`;
 }
 
 /** Nats-Msg-Id for a client's send: stable across retries, edges and reconnects. */

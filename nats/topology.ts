@@ -14,6 +14,7 @@ import { nanos } from "@nats-io/transport-node";
 import type { StreamsConfig } from "../config/index.ts";
 import { NatterError } from "../core/index.ts";
 import { isStorageExhausted } from "./errors.ts";
+import { REPLAYABLE_WORKERS } from "./dead-letter.ts";
 import { names, type Topology } from "./subjects.ts";
 
 export function topologyOf(cfg: StreamsConfig): Topology {
@@ -25,7 +26,7 @@ const S = 1000;
 /**
  * The parts of `streams.storageBytes` each kind of stream may fill (docs/operations.md, "Storage
  * bounds"); a sharded kind splits its part between its shards. Every KV bucket gets `bucket`
- * (natter has at most ten); the rest is slack.
+ * (natter has ten), and so does the REPLAY stream; the rest is slack.
  */
 const STORAGE_SHARES = { conversations: 0.35, inboxes: 0.4, deadLetters: 0.05, push: 0.05, bucket: 0.01 } as const;
 
@@ -95,6 +96,23 @@ export function deadLetterStreamConfig(cfg: StreamsConfig): Partial<StreamConfig
     max_bytes: streamMaxBytes(cfg, "deadLetters"),
     discard: DiscardPolicy.Old,
     allow_direct: true,
+  };
+}
+
+/** Dead letters sent back to their worker (`natter dead replay`): removed once that worker acked them. */
+function replayStreamConfig(cfg: StreamsConfig): Partial<StreamConfig> & { name: string } {
+  return {
+    name: names.replayStream,
+    description: "natter: dead letters sent back to the worker that gave up on them (headers Natter-Replay-*: the original's stream, sequence, subject)",
+    subjects: [names.replayStreamSubjects],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: cfg.replicas,
+    max_age: nanos(30 * 24 * 3600 * S),
+    duplicate_window: nanos(cfg.duplicateWindowSec * S),
+    // Few and short-lived: the share of a bucket; when full a replay is refused (and says so).
+    max_bytes: streamMaxBytes(cfg, "bucket"),
+    discard: DiscardPolicy.New,
   };
 }
 
@@ -206,6 +224,10 @@ export async function ensureTopology(jsm: JetStreamManager, cfg: StreamsConfig):
     await upsertStream(jsm, inboxStreamConfig(cfg, shard));
   }
   await upsertStream(jsm, deadLetterStreamConfig(cfg));
+  await upsertStream(jsm, replayStreamConfig(cfg));
+  for (const worker of REPLAYABLE_WORKERS) {
+    await upsertConsumer(jsm, names.replayStream, { ...workerConsumerConfig(cfg, names.replayConsumer(worker)), filter_subject: names.replayConsumerFilter(worker) });
+  }
   await upsertStream(jsm, contactsBucketConfig(cfg));
   await upsertStream(jsm, userConversationsBucketConfig(cfg));
   await upsertStream(jsm, quotaBucketConfig(cfg));
@@ -218,6 +240,7 @@ export function expectedStreams(cfg: StreamsConfig): string[] {
   for (let s = 0; s < cfg.conversationShards; s++) out.push(names.conversationStream(s));
   for (let s = 0; s < cfg.inboxShards; s++) out.push(names.inboxStream(s));
   out.push(names.deadLetterStream);
+  out.push(names.replayStream);
   out.push(names.kvStream(names.contactsBucket));
   out.push(names.kvStream(names.userConversationsBucket));
   out.push(names.kvStream(names.quotaBucket));

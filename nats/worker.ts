@@ -14,11 +14,22 @@
 //   folds a redelivery of a message it still holds into the one it has;
 // - on start, can reset its consumers to their ack floor, so what a dead predecessor left unacked
 //   comes back first and in order, instead of after ack_wait behind newer messages;
-// - on stop, lets running batches finish and hands the rest back (nak) for the next process.
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+// - on stop, lets running batches finish and hands the rest back (nak) for the next process;
+// - for a replayable worker (dead-letter.ts), also pulls its replays from the REPLAY stream, each
+//   taken as the original message (its stream, sequence and subject), so it is handled as that one.
+import { jetstream, type ConsumerMessages, type DeliveryInfo, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, type Metrics, NatterError } from "../core/index.ts";
-import { deadLetter, type DeadLetterWorker } from "./dead-letter.ts";
+import { deadLetter, isReplayable, replayOrigin, type DeadLetterWorker, type Origin } from "./dead-letter.ts";
+import { names } from "./subjects.ts";
+
+/**
+ * What a worker reads of a message: a JetStream delivery, or a replayed dead letter standing in for
+ * the original (its stream, sequence and subject are the original's).
+ */
+export type SourceMsg = Pick<JsMsg, "data" | "seq" | "subject" | "headers" | "redelivered"> & {
+  readonly info: Pick<DeliveryInfo, "stream" | "deliverySequence" | "timestampNanos" | "deliveryCount">;
+};
 
 /** What a message is to a worker: a value to handle, nothing to do (ack), or never readable (dead-letter). */
 export type Decoded<T> = { value: T } | { skip: true } | { unreadable: string };
@@ -33,6 +44,8 @@ export interface Delivery<T> {
   attempts: number;
   /** When it was last received or kept alive (ms). */
   touchedAt: number;
+  /** Where it came from (a replay's original). */
+  readonly origin: Origin;
 }
 
 /** What became of one delivery of a batch. */
@@ -46,7 +59,7 @@ export interface WorkerSpec<T> {
   name: DeadLetterWorker;
   /** Durable consumers to pull from: (stream, consumer) pairs. */
   sources: readonly { stream: string; consumer: string }[];
-  decode(m: JsMsg): Decoded<T>;
+  decode(m: SourceMsg): Decoded<T>;
   /** Deliveries with one key are handled in stream order, one batch at a time. Absent: each stands alone. */
   key?(value: T): string;
   /** Handles a batch: resolve when every effect is durable (all acked), or give an outcome per delivery. */
@@ -132,8 +145,12 @@ export class ConsumerWorker<T> {
       // again first, now, in stream order (idempotent handlers make the repeats harmless).
       if (this.#spec.resetOnStart) await this.#resetToAckFloor(src.stream, src.consumer);
       const consumer = await js.consumers.get(src.stream, src.consumer);
-      const messages = await consumer.consume({ max_messages: this.#spec.pullAhead ?? 512, callback: (m) => this.#receive(m) });
+      const messages = await consumer.consume({ max_messages: this.#spec.pullAhead ?? 512, callback: (m) => this.#receive(m, false) });
       this.#subs.push(messages);
+    }
+    if (isReplayable(this.#spec.name)) {
+      const consumer = await js.consumers.get(names.replayStream, names.replayConsumer(this.#spec.name));
+      this.#subs.push(await consumer.consume({ max_messages: 16, callback: (m) => this.#receive(m, true) }));
     }
     const every = Math.max(250, Math.floor((this.#deps.ackWaitMs ?? 30_000) / 3));
     this.#keepAlive = setInterval(() => this.#touch(every), every);
@@ -148,12 +165,18 @@ export class ConsumerWorker<T> {
     }
   }
 
-  #receive(m: JsMsg): void {
+  #receive(m: JsMsg, replay: boolean): void {
     if (this.#stopping) {
       m.nak();
       return;
     }
-    const id = `${m.info.stream}#${m.seq}`;
+    const origin = replay ? replayOrigin(m) : { stream: m.info.stream, seq: m.seq, subject: m.subject };
+    if (!origin) {
+      this.#deps.log.error({ worker: this.#spec.name, seq: m.seq }, "a replay without its origin (Natter-Replay-* headers) dropped");
+      m.term("no origin");
+      return;
+    }
+    const id = `${origin.stream}#${origin.seq}`;
     const known = this.#known.get(id);
     if (known) {
       // A redelivery of a message still held here: answer through the newest delivery.
@@ -163,7 +186,7 @@ export class ConsumerWorker<T> {
     }
     let decoded: Decoded<T>;
     try {
-      decoded = this.#spec.decode(m);
+      decoded = this.#spec.decode(replay ? asOriginal(m, origin) : m);
     } catch (err) {
       decoded = { unreadable: `unreadable: ${(err as Error).message}` };
     }
@@ -172,10 +195,10 @@ export class ConsumerWorker<T> {
       return;
     }
     if ("unreadable" in decoded) {
-      this.#track(this.#deadLetter(m, decoded.unreadable));
+      this.#track(this.#deadLetter(m, origin, decoded.unreadable));
       return;
     }
-    const d: Delivery<T> = { msg: m, value: decoded.value, stream: m.info.stream, seq: m.seq, attempts: m.info.deliveryCount, touchedAt: Date.now() };
+    const d: Delivery<T> = { msg: m, value: decoded.value, stream: origin.stream, seq: origin.seq, attempts: m.info.deliveryCount, touchedAt: Date.now(), origin };
     this.#known.set(id, d);
     const key = this.#spec.key ? this.#spec.key(d.value) : id;
     const queue = this.#queues.get(key);
@@ -254,7 +277,7 @@ export class ConsumerWorker<T> {
           return;
         case "dead":
           this.#forget(d);
-          dead.push(this.#deadLetter(d.msg, o.reason));
+          dead.push(this.#deadLetter(d.msg, d.origin, o.reason));
           return;
         case "retry":
           retry.push(d);
@@ -299,16 +322,17 @@ export class ConsumerWorker<T> {
     this.#known.delete(`${d.stream}#${d.seq}`);
   }
 
-  async #deadLetter(m: JsMsg, reason: string): Promise<void> {
+  async #deadLetter(m: JsMsg, origin: Origin, reason: string): Promise<void> {
     const { log, metrics } = this.#deps;
+    const where = { worker: this.#spec.name, stream: origin.stream, seq: origin.seq, replaySeq: origin.replaySeq };
     try {
-      await deadLetter(this.#js, m, this.#spec.name, reason);
+      await deadLetter(this.#js, m, origin, this.#spec.name, reason);
       this.stats.deadLettered++;
       metrics?.deadLetters.inc({ worker: this.#spec.name });
-      log.error({ worker: this.#spec.name, stream: m.info.stream, seq: m.seq, reason }, "message dead-lettered");
+      log.error({ ...where, reason }, "message dead-lettered");
     } catch (err) {
       const delayMs = backoffDelay(m.info.deliveryCount, this.#spec.backoff);
-      log.warn({ err, worker: this.#spec.name, stream: m.info.stream, seq: m.seq, retryInMs: delayMs }, "could not dead-letter; will retry");
+      log.warn({ ...where, err, retryInMs: delayMs }, "could not dead-letter; will retry");
       m.nak(delayMs);
     }
   }
@@ -337,6 +361,19 @@ export class ConsumerWorker<T> {
     this.#ready.clear();
     this.#active.clear();
   }
+}
+
+/** A replayed message as the original: the original's stream, sequence and subject, the replay's data, headers and deliveries. */
+function asOriginal(m: JsMsg, origin: Origin): SourceMsg {
+  const info = m.info;
+  return {
+    data: m.data,
+    seq: origin.seq,
+    subject: origin.subject,
+    headers: m.headers,
+    redelivered: m.redelivered,
+    info: { stream: origin.stream, deliverySequence: info.deliverySequence, timestampNanos: info.timestampNanos, deliveryCount: info.deliveryCount },
+  };
 }
 
 const ACK: Outcome = { kind: "ack" };

@@ -7,11 +7,11 @@
 //   - `presence-users`: key `<user>`, history 1, the last published state of each user.
 // Every write carries `{ v, start, ts }`; `start` tells the worker a key began (a transition)
 // rather than being refreshed, so refreshes cost the worker one ack and nothing else.
-import type { JetStreamClient, JetStreamManager, JsMsg, StoredMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { checkId, type Logger, NatterError } from "../core/index.ts";
-import { ConsumerWorker, decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered } from "../nats/index.ts";
+import { ConsumerWorker, decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered, type SourceMsg } from "../nats/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 
 const TIMEOUT_MS = 5000;
@@ -175,7 +175,7 @@ export class NatsKvPresence implements PresenceStore {
   }
 
   /** The change a consumed message means, or null for a refresh of a live key. */
-  #changeOf(m: JsMsg): DeviceChange | null {
+  #changeOf(m: SourceMsg): DeviceChange | null {
     const { user, device } = presenceKeyParts(m.subject.slice(this.#keyPrefix.length));
     const at = Math.floor(m.info.timestampNanos / 1e6);
     if (kvOperation(m.headers) !== "PUT") return { user, device, online: false, at };

@@ -2,3 +2,4 @@
 export { startNatter, type NatterNode } from "./node.ts";
 export { revokeTokens, tokenSettings } from "./tokens.ts";
 export { ensureNatterTopology } from "./topology.ts";
+export { connectOps } from "./ops-connection.ts";

@@ -11,7 +11,7 @@ import { ImageService } from "../media/index.ts";
 import { connectRole, JetStreamRequests, topologyOf, type NatsRole } from "../nats/index.ts";
 import { historyReader, openBlobStore, openMessageStore, type BlobStore, type Store } from "../persistence/index.ts";
 import { DevicePresence, EdgeRegistry, NatsKvPresence, presenceOf } from "../presence/index.ts";
-import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, QuotaLedger, readInbox, Receipts, StorageGuard } from "../streams/index.ts";
+import { ConversationDirectory, ConversationIndex, inboxBounds, publishMessage, QuotaLedger, readInbox, Receipts, SendGate, StorageGuard } from "../streams/index.ts";
 import { startEmbeddedNats } from "./embedded-nats.ts";
 import { startPush, type PushNode } from "./push.ts";
 import { readinessOf } from "./readiness.ts";
@@ -110,6 +110,10 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
       const storage = new StorageGuard(jsm, topology, log.child({ component: "storage" }));
       await storage.start();
       cleanups.push(async () => storage.stop());
+      // Sends stop before messages could expire unpersisted (streams.refuseSendsAtBacklogPct).
+      const gate = new SendGate({ jsm, topology, retentionSec: cfg.streams.conversationMaxAgeSec, refuseAtPct: cfg.streams.refuseSendsAtBacklogPct, log: log.child({ component: "send-gate" }) });
+      gate.start();
+      cleanups.push(() => gate.stop());
       const quota = new QuotaLedger(requests, cfg.quota, log.child({ component: "quota" }));
       cleanups.push(() => quota.close());
       const imageService = new ImageService({ js, jsm, blobs, index: store, directory, config: cfg.images, log: log.child({ component: "images" }) });
@@ -122,7 +126,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
         config: cfg.edge,
         tokens,
         revocations: new Revocations({ nc, js, jsm, log: log.child({ component: "auth" }), maxTokenAgeSec: cfg.auth.maxTokenAgeSec }),
-        publish: (input) => publishMessage(requests, topology, input, storage),
+        publish: (input) => publishMessage(requests, topology, input, [gate, storage]),
         inbox: {
           bounds: (user) => inboxBounds(jsm, topology, user),
           read: (user, after, until, next) => readInbox({ requests, jsm }, topology, user, after, until, next),

@@ -1,12 +1,13 @@
 // Wires the JetStream workers of a node (workers.enabled): the fan-out (with push decisions beside
 // its copies), the persister, the upload sweeper, the presence worker and the push sender, plus
-// the consumer-lag gauge on the workers' metrics. Each worker is a spec on the one base in nats/.
+// the consumer-lag, persister backlog-age and dead-letter gauges on the workers' metrics. Each
+// worker is a spec on the one base in nats/.
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/index.ts";
 import type { Logger, Metrics } from "../core/index.ts";
 import { OrphanSweeper } from "../media/index.ts";
-import { consumerLagGauge, names, streamUsageGauge, type Topology } from "../nats/index.ts";
+import { consumerLagGauge, deadLetterGauges, names, persisterBacklogGauge, streamUsageGauge, type Topology } from "../nats/index.ts";
 import { Persister, type Store, type BlobStore } from "../persistence/index.ts";
 import { natsDeviceCounter, natsNotifier, PresenceWorker, type PresenceStore } from "../presence/index.ts";
 import type { PushDispatcher } from "../push/index.ts";
@@ -85,6 +86,8 @@ export async function startWorkers(cfg: Config, d: WorkersDeps): Promise<() => P
     }
     return out;
   });
+  persisterBacklogGauge(metrics, d.jsm, cfg.streams.conversationShards);
+  deadLetterGauges(metrics, d.jsm);
   return async () => {
     for (const stop of stops.reverse()) await stop();
   };

@@ -11,10 +11,9 @@
 // earlier one, whatever failed. Copies carry a msg id of (stream, seq, user): a retry or a
 // redelivery after a crash stores nothing twice. Events are acked only after every copy, index
 // update and push request of their batch is stored.
-import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, type Metrics, NatterError } from "../core/index.ts";
-import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxStreamOf, inboxSubject, JetStreamRequests, names, type Delivery, type Topology } from "../nats/index.ts";
+import { ConsumerWorker, decodeJsonOrUndefined, encodeJson, fanoutMsgId, inboxStreamOf, inboxSubject, JetStreamRequests, names, type Delivery, type SourceMsg, type Topology } from "../nats/index.ts";
 import { InboxChains } from "./inbox-chain.ts";
 import type { ConversationIndex, IndexUpdate } from "./conversation-index.ts";
 import type { ConversationDirectory } from "./conversations.ts";
@@ -95,7 +94,7 @@ export class FanoutWorker {
     );
   }
 
-  #decode(m: JsMsg): { value: Event } | { unreadable: string } {
+  #decode(m: SourceMsg): { value: Event } | { unreadable: string } {
     // In arrival order, synchronously: the tracker drops what it knows when another process took
     // some of this consumer's deliveries.
     this.#tracker.observe(m.info.deliverySequence);

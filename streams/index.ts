@@ -9,6 +9,7 @@ export { decodePrev, PREV_HEADER, type PrevList } from "./inbox-chain.ts";
 export { publishMessage, type SendInput, type SendResult } from "./send.ts";
 export { StorageGuard } from "./storage-guard.ts";
 export { QuotaLedger } from "./quota.ts";
+export { SendGate } from "./send-gate.ts";
 export { streamEvents, type StreamEvent } from "./history.ts";
 export { ConversationIndex } from "./conversation-index.ts";
 export { Receipts } from "./receipts.ts";

@@ -23,17 +23,20 @@ export interface SendResult {
   ts: number;
 }
 
-/** Refuses a message its conversation stream has no room for (StorageGuard). */
-interface RoomCheck {
+/**
+ * What may refuse a message before it is stored: the persister being too far behind (SendGate,
+ * STORE_BEHIND) and the conversation's stream being full for messages (StorageGuard, STORAGE_FULL).
+ */
+interface SendCheck {
   admit(conv: string, bytes: number): void;
 }
 
-export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput, room?: RoomCheck): Promise<SendResult> {
+export async function publishMessage(requests: JetStreamRequests, t: Topology, input: SendInput, checks: readonly SendCheck[] = []): Promise<SendResult> {
   const ts = Date.now();
   const { images, ...rest } = input;
   const msg: ConversationMessage = { v: 1, type: "msg", ...rest, ts, ...(images !== undefined && images.length > 0 ? { images } : {}) };
   const data = encodeJson(msg);
-  room?.admit(input.conv, data.length);
+  for (const c of checks) c.admit(input.conv, data.length);
   try {
     const ack = await requests.publish(conversationSubject(t, input.conv), data, {
       msgID: sendMsgId(input.from, input.cid),

@@ -36,8 +36,8 @@ export function testConfig(natsUrl: string, overrides: Overrides = {}): Config {
   });
 }
 
-/** Creates natter's topology with the workers' identity, as a workers process does at start. */
-async function ensureTopologyAsWorkers(cfg: Config): Promise<void> {
+/** Creates natter's topology with the workers' identity, as a workers process does at start (for a test that starts an edge alone). */
+export async function ensureTopologyAsWorkers(cfg: Config): Promise<void> {
   const servers = cfg.nats.servers;
   if (!servers) throw new Error("ensureTopologyAsWorkers: the config names no nats.servers");
   const nc = await connectRole({ nats: cfg.nats, servers, role: "workers", name: "test-topology", log: silentLogger() });
