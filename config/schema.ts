@@ -391,6 +391,39 @@ const PushSchema = z.strictObject({
       subject: z.string().regex(/^(mailto:|https:\/\/)/).default("mailto:natter@localhost"),
     })
     .prefault({}),
+  /** Firebase Cloud Messaging (HTTP v1): `fcm` subscriptions are accepted only when serviceAccountFile is set. */
+  fcm: z
+    .strictObject({
+      /** The service account's key file (JSON, Firebase console → Project settings → Service accounts); keep it out of the repository. */
+      serviceAccountFile: z.string().min(1).optional(),
+      /** Project the pushes are sent in; defaults to the key file's project_id. */
+      projectId: z.string().min(1).optional(),
+      /** API root: https, or http for a host in allowHosts (tests). */
+      baseUrl: z.string().url().default("https://fcm.googleapis.com"),
+    })
+    .prefault({}),
+  /** Apple Push Notification service, token-based: `apns` subscriptions are accepted only when keyFile is set (with keyId, teamId, topic). */
+  apns: z
+    .strictObject({
+      /** The APNs signing key (.p8 file from Apple's developer account); keep it out of the repository. */
+      keyFile: z.string().min(1).optional(),
+      /** The key's 10-character id. */
+      keyId: z.string().regex(/^[A-Z0-9]{10}$/, "must be the 10-character key id").optional(),
+      /** The 10-character team id the key belongs to. */
+      teamId: z.string().regex(/^[A-Z0-9]{10}$/, "must be the 10-character team id").optional(),
+      /** The app's bundle id (apns-topic). */
+      topic: z.string().min(1).optional(),
+      /** production (api.push.apple.com) or sandbox (api.sandbox.push.apple.com, development builds). */
+      environment: z.enum(["production", "sandbox"]).default("production"),
+      /** Overrides the environment's host: https, or http for a host in allowHosts (tests). */
+      baseUrl: z.string().url().optional(),
+    })
+    .superRefine((a, ctx) => {
+      const missing = (["keyFile", "keyId", "teamId", "topic"] as const).filter((k) => a[k] === undefined);
+      if (missing.length === 4) return;
+      for (const k of missing) ctx.addIssue({ code: "custom", path: [k], message: "required with the other push.apns settings (keyFile, keyId, teamId, topic)" });
+    })
+    .prefault({}),
 });
 
 export const ConfigSchema = z.strictObject({

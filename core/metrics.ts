@@ -40,14 +40,14 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     fanoutCopies: new Counter({ name: "natter_fanout_copies_total", help: "Inbox copies stored by the fan-out", registers: [registry] }),
     fanoutFailures: new Counter({ name: "natter_fanout_failures_total", help: "Fan-out attempts that failed and will be retried", registers: [registry] }),
     pushQueued: new Counter({ name: "natter_push_requests_total", help: "Push requests queued for recipients with no online device", registers: [registry] }),
-    pushSent: new Counter({ name: "natter_push_sent_total", help: "Pushes a push service or webhook accepted (kind: webpush, webhook)", labelNames: ["kind"], registers: [registry] }),
+    pushSent: new Counter({ name: "natter_push_sent_total", help: "Pushes a push service or webhook accepted (kind: webpush, webhook, fcm, apns)", labelNames: ["kind"], registers: [registry] }),
     pushFailed: new Counter({
       name: "natter_push_failed_total",
       help: "Push attempts that failed (reason: retry = will be retried, rejected = refused for good, blocked = target not allowed, dead = given up and dead-lettered)",
       labelNames: ["kind", "reason"],
       registers: [registry],
     }),
-    pushRemoved: new Counter({ name: "natter_push_subscriptions_removed_total", help: "Subscriptions removed because the push service or webhook reported them gone (404, 410)", labelNames: ["kind"], registers: [registry] }),
+    pushRemoved: new Counter({ name: "natter_push_subscriptions_removed_total", help: "Subscriptions removed because the push service or webhook reported them gone (404, 410; FCM UNREGISTERED or an invalid token; APNs Unregistered or BadDeviceToken)", labelNames: ["kind"], registers: [registry] }),
     workerHandled: new Counter({ name: "natter_worker_messages_total", help: "Messages a worker handled and acked", labelNames: ["worker"], registers: [registry] }),
     workerRetries: new Counter({ name: "natter_worker_retries_total", help: "Messages a worker will try again (backoff)", labelNames: ["worker"], registers: [registry] }),
     workerBatchSeconds: new Histogram({

@@ -121,7 +121,8 @@ const FRAME_HANDLERS: { [T in ClientFrame["type"]]: Handler<T> } = {
   "push.register": async (ctx, f) => {
     const { push } = ctx.services;
     if (!push) throw new NatterError("PUSH_DISABLED");
-    const target: PushTarget = f.kind === "webpush" ? { kind: "webpush", endpoint: f.endpoint, keys: f.keys } : { kind: "webhook", url: f.url };
+    const target: PushTarget =
+      f.kind === "webpush" ? { kind: "webpush", endpoint: f.endpoint, keys: f.keys } : f.kind === "webhook" ? { kind: "webhook", url: f.url } : { kind: f.kind, token: f.token };
     const r = await push.register(ctx.user, ctx.device, target);
     ctx.reply({ type: "push.registered", ref: f.ref, id: r.id, kind: r.kind, ...(r.secret !== undefined ? { secret: r.secret } : {}) });
   },

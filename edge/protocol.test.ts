@@ -52,7 +52,7 @@ describe("validateFrame", () => {
     [{ type: "history", conv: "ab", limit: 1000 }, "limit: at most 100"],
     [{ type: "history", conv: "ab", limit: 1.5 }, "limit: must be an integer"],
     [{ type: "history", conv: "ab", before: 0 }, "before: must be greater than 0"],
-    [{ type: "push.register", kind: "nope" }, "kind: must be one of webpush, webhook"],
+    [{ type: "push.register", kind: "nope" }, "kind: must be one of webpush, webhook, fcm, apns"],
     [{ type: "push.register", kind: "webpush", endpoint: "x", keys: { p256dh: 3, auth: "a" } }, "keys.p256dh: must be a string"],
     [{ type: "group.create", name: "" }, "name: must not be empty"],
     [{ type: "group.create", name: "g", members: [1] }, "members[0]: must be a string"],

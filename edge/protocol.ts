@@ -37,6 +37,10 @@ export const ClientFrame = z.discriminatedUnion("type", [
       expirationTime: z.number().nullable().optional(),
     }),
     z.strictObject({ type: z.literal("push.register"), ref, kind: z.literal("webhook"), url: z.string().min(1).max(8192) }),
+    /** An app's FCM registration token (Android; also iOS and web apps that use Firebase). */
+    z.strictObject({ type: z.literal("push.register"), ref, kind: z.literal("fcm"), token: z.string().min(1).max(4096) }),
+    /** An iOS app's APNs device token, hex; the topic (bundle id) is the server's. */
+    z.strictObject({ type: z.literal("push.register"), ref, kind: z.literal("apns"), token: z.string().min(1).max(200) }),
   ]),
   z.strictObject({ type: z.literal("push.remove"), ref, id }),
   z.strictObject({
@@ -168,7 +172,7 @@ export type ServerFrame =
   | { type: "typing"; ref?: string | undefined; conv: string; user: string; ttlMs: number }
   | { type: "history"; ref?: string | undefined; conv: string; messages: HistoryMessage[] }
   | { type: "presence"; ref?: string | undefined; users: PresenceView[] }
-  | { type: "push.registered"; ref?: string | undefined; id: string; kind: "webpush" | "webhook"; secret?: string | undefined }
+  | { type: "push.registered"; ref?: string | undefined; id: string; kind: "webpush" | "webhook" | "fcm" | "apns"; secret?: string | undefined }
   | { type: "push.removed"; ref?: string | undefined; id: string; removed: boolean }
   | { type: "error"; ref?: string | undefined; code: string; message: string; temporary: boolean; retryAfterMs?: number };
 

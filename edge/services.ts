@@ -14,7 +14,10 @@ import type { RevocationCheck } from "./revocations.ts";
 import type { TypingSignal } from "./typing.ts";
 
 /** A push subscription a device registers (the `push.register` frame without type and ref). */
-export type PushTarget = { kind: "webpush"; endpoint: string; keys: { p256dh: string; auth: string } } | { kind: "webhook"; url: string };
+export type PushTarget =
+  | { kind: "webpush"; endpoint: string; keys: { p256dh: string; auth: string } }
+  | { kind: "webhook"; url: string }
+  | { kind: "fcm" | "apns"; token: string };
 
 /** Push subscriptions as a session uses them (absent when push.enabled is false). */
 export interface SessionPush {

@@ -1,14 +1,16 @@
 // Push senders: one small interface, one implementation per kind of subscription, chosen in one
-// place (`PushSenders.send`, an exhaustive switch). Both send through GuardedHttp (the target
-// rules), and both classify the answer the same way:
+// place (`PushSenders.send`, an exhaustive switch). Web Push and webhooks send through
+// GuardedHttp (the target rules: their URLs come from clients), and classify the answer alike:
 //   2xx → sent; 404, 410 → gone (the subscription is removed); 408, 425, 429, 5xx, network
 //   errors and timeouts → retry (with backoff); a refused target → blocked; any other 4xx → rejected.
+// FCM (fcm.ts) and APNs (apns.ts) talk HTTP/2 to the provider's configured host and read the
+// provider's own error codes into the same outcomes.
 import { createHmac } from "node:crypto";
 import webpush from "web-push";
 import { NatterError } from "../core/index.ts";
 import type { Notification } from "./content.ts";
 import type { GuardedHttp, HttpResult } from "./http.ts";
-import type { Subscription, WebhookSubscription, WebPushSubscription } from "./subscriptions.ts";
+import type { ApnsSubscription, FcmSubscription, Subscription, WebhookSubscription, WebPushSubscription } from "./subscriptions.ts";
 
 /** One push to one subscription. */
 export interface PushMessage {
@@ -21,7 +23,7 @@ export interface PushMessage {
 
 export type SendOutcome =
   | { kind: "sent"; status: number }
-  | { kind: "gone"; status: number }
+  | { kind: "gone"; status: number; reason?: string | undefined }
   | { kind: "retry"; reason: string; afterMs?: number | undefined }
   | { kind: "rejected"; reason: string }
   | { kind: "blocked"; reason: string };
@@ -48,9 +50,14 @@ async function post(http: GuardedHttp, target: string, body: Uint8Array | string
   }
 }
 
-/** What a push carries: the notification and its push id, the same JSON for every kind. */
+/** What a push carries: the notification and its push id, the same for every kind. */
+export function pushPayloadFields(m: PushMessage): { v: 1; pushId: string } & PushMessage["notification"] {
+  return { v: 1, pushId: m.pushId, ...m.notification };
+}
+
+/** The payload as JSON (Web Push, webhooks). */
 export function pushPayload(m: PushMessage): string {
-  return JSON.stringify({ v: 1, pushId: m.pushId, ...m.notification });
+  return JSON.stringify(pushPayloadFields(m));
 }
 
 export interface VapidKeys {
@@ -128,14 +135,28 @@ export class WebhookSender implements PushSender<WebhookSubscription> {
   }
 }
 
+/** A subscription of a kind this server has no credentials for (its settings were removed since). */
+const unconfigured = (setting: string): Promise<SendOutcome> => Promise.resolve({ kind: "rejected", reason: `${setting} is not configured on this server` });
+
 /** Sends through the sender of each subscription's kind. */
 export class PushSenders {
   readonly #webpush: PushSender<WebPushSubscription>;
   readonly #webhook: PushSender<WebhookSubscription>;
+  readonly #fcm: PushSender<FcmSubscription> | undefined;
+  readonly #apns: PushSender<ApnsSubscription> | undefined;
 
-  constructor(senders: { webpush: PushSender<WebPushSubscription>; webhook: PushSender<WebhookSubscription> }) {
+  constructor(senders: {
+    webpush: PushSender<WebPushSubscription>;
+    webhook: PushSender<WebhookSubscription>;
+    /** Absent without push.fcm settings. */
+    fcm?: PushSender<FcmSubscription> | undefined;
+    /** Absent without push.apns settings. */
+    apns?: PushSender<ApnsSubscription> | undefined;
+  }) {
     this.#webpush = senders.webpush;
     this.#webhook = senders.webhook;
+    this.#fcm = senders.fcm;
+    this.#apns = senders.apns;
   }
 
   send(s: Subscription, m: PushMessage): Promise<SendOutcome> {
@@ -144,6 +165,10 @@ export class PushSenders {
         return this.#webpush.send(s, m);
       case "webhook":
         return this.#webhook.send(s, m);
+      case "fcm":
+        return this.#fcm ? this.#fcm.send(s, m) : unconfigured("push.fcm");
+      case "apns":
+        return this.#apns ? this.#apns.send(s, m) : unconfigured("push.apns");
       default: {
         const never: never = s;
         throw new NatterError("INTERNAL", `unknown subscription kind ${JSON.stringify(never)}`);

@@ -1,5 +1,6 @@
 // Push subscriptions: the KV bucket `push-subs`, key `<user>.<subscription id>`, one value per
-// target a user's devices registered (a browser's Web Push subscription, or a webhook URL).
+// target a user's devices registered (a browser's Web Push subscription, a webhook URL, an FCM
+// registration token or an APNs device token).
 // A subscription's id is derived from (user, kind, target), so registering the same endpoint
 // again (a browser re-subscribing, a retried register) replaces it instead of adding a second one
 // that would receive every push twice.
@@ -35,18 +36,26 @@ const WebhookValue = z.object({
   device: z.string(),
   at: z.number(),
 });
-const SubscriptionValue = z.discriminatedUnion("kind", [WebPushValue, WebhookValue]);
+/** An app on an Android phone (or any FCM client): its registration token. */
+const FcmValue = z.object({ v: z.literal(1), kind: z.literal("fcm"), token: z.string(), device: z.string(), at: z.number() });
+/** An app on an Apple device: its APNs device token (hex, lower case); the topic is the server's (push.apns.topic). */
+const ApnsValue = z.object({ v: z.literal(1), kind: z.literal("apns"), token: z.string(), device: z.string(), at: z.number() });
+const SubscriptionValue = z.discriminatedUnion("kind", [WebPushValue, WebhookValue, FcmValue, ApnsValue]);
 type SubscriptionValue = z.infer<typeof SubscriptionValue>;
 
-export type WebPushSubscription = z.infer<typeof WebPushValue> & { id: string; user: string; revision: number };
-export type WebhookSubscription = z.infer<typeof WebhookValue> & { id: string; user: string; revision: number };
-export type Subscription = WebPushSubscription | WebhookSubscription;
+type Stored = { id: string; user: string; revision: number };
+export type WebPushSubscription = z.infer<typeof WebPushValue> & Stored;
+export type WebhookSubscription = z.infer<typeof WebhookValue> & Stored;
+export type FcmSubscription = z.infer<typeof FcmValue> & Stored;
+export type ApnsSubscription = z.infer<typeof ApnsValue> & Stored;
+export type Subscription = WebPushSubscription | WebhookSubscription | FcmSubscription | ApnsSubscription;
 type SubscriptionKind = Subscription["kind"];
 
 /** What a device registers (the `push.register` frame). */
 export type RegisterInput =
   | { kind: "webpush"; endpoint: string; keys: { p256dh: string; auth: string } }
-  | { kind: "webhook"; url: string };
+  | { kind: "webhook"; url: string }
+  | { kind: "fcm" | "apns"; token: string };
 
 export interface Registered {
   id: string;
@@ -60,6 +69,8 @@ export interface PushSubscriptionsOptions {
   jsm: JetStreamManager;
   policy: TargetPolicy;
   maxPerUser: number;
+  /** Kinds that need the server's credentials: accepted only when configured (push.fcm, push.apns). */
+  mobile: { fcm: boolean; apns: boolean };
   log: Logger;
 }
 
@@ -82,10 +93,43 @@ function checkWebPushKeys(keys: { p256dh: string; auth: string }): void {
   }
 }
 
+/** Longest FCM registration token accepted (they are about 160 characters). */
+const MAX_FCM_TOKEN = 4096;
+
+/** An FCM registration token: printable ASCII without spaces (it goes into a JSON body). */
+export function checkFcmToken(token: string): string {
+  if (token.length < 16 || token.length > MAX_FCM_TOKEN || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new NatterError("BAD_FRAME", `token must be an FCM registration token (16-${MAX_FCM_TOKEN} printable characters)`);
+  }
+  return token;
+}
+
+/** An APNs device token: hex (32 bytes today; Apple says it may grow), returned in lower case. */
+export function checkApnsToken(token: string): string {
+  if (!/^(?:[0-9a-fA-F]{2}){32,100}$/.test(token)) throw new NatterError("BAD_FRAME", "token must be an APNs device token (hex, 64-200 characters)");
+  return token.toLowerCase();
+}
+
+/** The target a subscription id is derived from. */
+function targetOf(value: SubscriptionValue): string {
+  switch (value.kind) {
+    case "webpush":
+      return value.endpoint;
+    case "webhook":
+      return value.url;
+    case "fcm":
+    case "apns":
+      return value.token;
+    default: {
+      const never: never = value;
+      throw new NatterError("INTERNAL", `unknown subscription kind ${JSON.stringify(never)}`);
+    }
+  }
+}
+
 /** The subscription id of a target: the same for the same (user, kind, target). */
-function subscriptionId(user: string, input: RegisterInput): string {
-  const target = input.kind === "webpush" ? input.endpoint : input.url;
-  return `ps_${createHash("sha256").update(`${user}\n${input.kind}\n${target}`).digest("base64url").slice(0, 22)}`;
+function subscriptionId(user: string, value: SubscriptionValue): string {
+  return `ps_${createHash("sha256").update(`${user}\n${value.kind}\n${targetOf(value)}`).digest("base64url").slice(0, 22)}`;
 }
 
 const HAS_SUBSCRIPTION_TTL_MS = 2000;
@@ -117,12 +161,20 @@ export class PushSubscriptions {
         secret = randomBytes(32).toString("base64url");
         value = { v: 1, kind: "webhook", url: input.url, secret, device, at };
         break;
+      case "fcm":
+        if (!this.#o.mobile.fcm) throw new NatterError("PUSH_DISABLED", "this server does not send FCM pushes (push.fcm is not configured)");
+        value = { v: 1, kind: "fcm", token: checkFcmToken(input.token), device, at };
+        break;
+      case "apns":
+        if (!this.#o.mobile.apns) throw new NatterError("PUSH_DISABLED", "this server does not send APNs pushes (push.apns is not configured)");
+        value = { v: 1, kind: "apns", token: checkApnsToken(input.token), device, at };
+        break;
       default: {
         const never: never = input;
         throw new NatterError("BAD_FRAME", `unknown subscription kind ${JSON.stringify(never)}`);
       }
     }
-    const id = subscriptionId(user, input);
+    const id = subscriptionId(user, value);
     const existing = await this.list(user);
     if (!existing.some((s) => s.id === id) && existing.length >= this.#o.maxPerUser) {
       throw new NatterError("PUSH_SUBSCRIPTIONS_FULL", `a user has at most ${this.#o.maxPerUser} push subscriptions; remove one first`);

@@ -128,3 +128,19 @@ export function checkAddresses(host: string, addresses: readonly string[], polic
   const bad = addresses.find((a) => !isPublicAddress(a));
   if (bad !== undefined) throw refuse(`${host} resolves to a non-public address`);
 }
+
+/**
+ * Checks a provider URL from the configuration (FCM's API root and token endpoint, APNs's host):
+ * https, or http for a host in `allowHosts` (a local stand-in in tests). CONFIG_INVALID naming
+ * `setting` otherwise. Nothing else applies: the operator, not a client, chose it.
+ */
+export function checkProviderUrl(raw: string, policy: TargetPolicy, setting: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new NatterError("CONFIG_INVALID", `${setting}: ${raw} is not a URL`);
+  }
+  if (url.protocol === "https:" || (url.protocol === "http:" && isAllowedHost(hostOf(url), policy))) return url;
+  throw new NatterError("CONFIG_INVALID", `${setting}: ${raw} must be an https URL (http only for a host in push.allowHosts)`);
+}

@@ -4,7 +4,8 @@
 // A request is acked when every subscription is settled (sent, gone, refused); while one asks to
 // be retried (429, 5xx, network) it is nak'd with exponential backoff (push.retryBaseMs doubling
 // up to push.retryMaxMs, or the target's Retry-After), and dead-lettered after push.maxAttempts.
-// A subscription the push service reports gone (404, 410) is removed.
+// A subscription the push service reports gone (404, 410; FCM's UNREGISTERED or a bad token,
+// APNs's Unregistered or BadDeviceToken) is removed.
 import { createHash } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger, Metrics } from "../core/index.ts";
@@ -127,9 +128,9 @@ export class PushWorker {
         metrics?.pushSent.inc({ kind: s.kind });
         return { settled: true };
       case "gone":
-        log.info({ ...where, status: outcome.status }, "push subscription gone; removed");
+        log.info({ ...where, status: outcome.status, reason: outcome.reason }, "push subscription gone; removed");
         await subscriptions.remove(r.user, s.id, s.revision);
-        await ledger.settle(key, claim.revision, { state: "dropped", reason: `gone (HTTP ${outcome.status})` });
+        await ledger.settle(key, claim.revision, { state: "dropped", reason: `gone (${outcome.reason ?? `HTTP ${outcome.status}`})` });
         metrics?.pushRemoved.inc({ kind: s.kind });
         return { settled: true };
       case "rejected":

@@ -1,5 +1,6 @@
 // Wires push notifications into a node: the VAPID keys, the subscriptions the edge registers, and
-// (with workers) the dispatcher and the push worker.
+// (with workers) the dispatcher and the push worker with its senders (FCM and APNs when their
+// credentials are configured).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -11,7 +12,14 @@ import { type Logger, type Metrics, NatterError } from "../core/index.ts";
 import type { SessionPush } from "../edge/index.ts";
 import type { PresenceStore } from "../presence/index.ts";
 import {
+  APNS_HOSTS,
+  ApnsSender,
+  checkProviderUrl,
+  FcmSender,
   GuardedHttp,
+  Http2Client,
+  parseApnsKey,
+  parseServiceAccount,
   PushDispatcher,
   PushSenders,
   PushSubscriptions,
@@ -19,6 +27,7 @@ import {
   SendLedger,
   WebhookSender,
   WebPushSender,
+  type TargetPolicy,
   type VapidKeys,
 } from "../push/index.ts";
 import type { Topology } from "../nats/index.ts";
@@ -44,6 +53,31 @@ function vapidKeys(cfg: Config): VapidKeys {
   const keys = webpush.generateVAPIDKeys();
   writeFileSync(file, `${JSON.stringify({ publicKey: keys.publicKey, privateKey: keys.privateKey })}\n`, { mode: 0o600 });
   return { publicKey: keys.publicKey, privateKey: keys.privateKey, subject };
+}
+
+function readSecretFile(file: string, setting: string): string {
+  try {
+    return readFileSync(path.resolve(file), "utf8");
+  } catch (err) {
+    throw new NatterError("CONFIG_INVALID", `${setting}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The FCM and APNs senders the configuration asks for (each absent without its settings). */
+function mobileSenders(cfg: Config, policy: TargetPolicy, http: Http2Client): { fcm?: FcmSender; apns?: ApnsSender } {
+  const { fcm, apns, timeoutMs } = cfg.push;
+  const out: { fcm?: FcmSender; apns?: ApnsSender } = {};
+  if (fcm.serviceAccountFile !== undefined) {
+    const account = parseServiceAccount(readSecretFile(fcm.serviceAccountFile, "push.fcm.serviceAccountFile"), fcm.serviceAccountFile);
+    checkProviderUrl(account.tokenUri, policy, `token_uri of ${fcm.serviceAccountFile}`);
+    out.fcm = new FcmSender(http, { account, projectId: fcm.projectId, baseUrl: checkProviderUrl(fcm.baseUrl, policy, "push.fcm.baseUrl").href, timeoutMs });
+  }
+  if (apns.keyFile !== undefined && apns.keyId !== undefined && apns.teamId !== undefined && apns.topic !== undefined) {
+    const key = parseApnsKey(readSecretFile(apns.keyFile, "push.apns.keyFile"), apns.keyFile);
+    const baseUrl = checkProviderUrl(apns.baseUrl ?? APNS_HOSTS[apns.environment], policy, "push.apns.baseUrl").href;
+    out.apns = new ApnsSender(http, { credentials: { key, keyId: apns.keyId, teamId: apns.teamId }, topic: apns.topic, baseUrl, timeoutMs });
+  }
+  return out;
 }
 
 export interface PushNode {
@@ -72,7 +106,8 @@ export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> 
   const { nc, js, jsm, log } = deps;
   const vapid = vapidKeys(cfg);
   const policy = { allowHosts: p.allowHosts };
-  const subscriptions = new PushSubscriptions({ js, jsm, policy, maxPerUser: p.maxSubscriptionsPerUser, log });
+  const mobile = { fcm: p.fcm.serviceAccountFile !== undefined, apns: p.apns.keyFile !== undefined };
+  const subscriptions = new PushSubscriptions({ js, jsm, policy, maxPerUser: p.maxSubscriptionsPerUser, mobile, log });
   const stops: (() => Promise<void>)[] = [];
   let dispatcher: PushDispatcher | undefined;
   if (deps.workers) {
@@ -95,11 +130,13 @@ export async function startPush(cfg: Config, deps: PushDeps): Promise<PushNode> 
     const d = dispatcher;
     stops.push(async () => d.close());
     const http = new GuardedHttp({ policy, timeoutMs: p.timeoutMs });
+    const h2 = new Http2Client();
+    stops.push(async () => h2.close());
     const worker = new PushWorker({
       nc,
       subscriptions,
       ledger: new SendLedger(js, jsm),
-      senders: new PushSenders({ webpush: new WebPushSender(http, vapid), webhook: new WebhookSender(http) }),
+      senders: new PushSenders({ webpush: new WebPushSender(http, vapid), webhook: new WebhookSender(http), ...mobileSenders(cfg, policy, h2) }),
       topology: deps.topology,
       settings: { maxAttempts: p.maxAttempts, retryBaseMs: p.retryBaseMs, retryMaxMs: p.retryMaxMs, timeoutMs: p.timeoutMs, maxAgeSec: p.maxAgeSec, concurrency: p.concurrency },
       log,

@@ -4,12 +4,12 @@
 // no online device produces exactly one push per subscription; to an online user, none.
 import { createHmac } from "node:crypto";
 import webpush from "web-push";
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { conversationStreamOf, kvKeySubject, names, pushSubscriptionKey, type Topology } from "../nats/index.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kvKeySubject, names, pushSubscriptionKey, type Topology } from "../nats/index.ts";
 import { useNats } from "./harness/nats.ts";
 import { testConfig, useNode } from "./support/node.ts";
+import { pushFlow } from "./support/push-flow.ts";
 import { browserKeys, decryptWebPush, startPushReceiver, type PushReceiver } from "./support/push-receiver.ts";
-import { TestClient, type Frame } from "./support/ws-client.ts";
 
 const RETRY_BASE_MS = 300;
 const nats = useNats();
@@ -38,74 +38,7 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-async function client(edge: number, user: string, device = "d"): Promise<TestClient> {
-  const e = edges[edge]!;
-  const c = await TestClient.connect(e.url, { token: await e.token(user), device });
-  onTestFinished(() => c.close());
-  return c;
-}
-
-async function ok(c: TestClient, frame: Frame): Promise<Frame> {
-  const r = await c.request(frame);
-  expect(r.type, JSON.stringify(r)).not.toBe("error");
-  return r;
-}
-
-/** Registers a subscription from a device of `user` that then disconnects (the user goes offline). */
-async function subscribeThenLeave(user: string, frame: Record<string, unknown>): Promise<Frame> {
-  const c = await client(1, user, `reg-${user}`);
-  const r = await ok(c, { type: "push.register", ...frame });
-  await waitOnline(user, true); // so the offline state awaited next is the one after this close
-  await c.close();
-  await waitOnline(user, false);
-  return r;
-}
-
-/** The user's presence as the presence worker recorded it (what the dispatcher reads). */
-async function isOnline(user: string): Promise<boolean> {
-  const sm = await edges[0]!.node.jsm.direct
-    .getMessage(names.kvStream(names.presenceUsersBucket), { last_by_subj: kvKeySubject(names.presenceUsersBucket, user) })
-    .catch(() => null);
-  return sm ? (JSON.parse(sm.string()) as { online: boolean }).online : false;
-}
-
-async function waitOnline(user: string, online: boolean): Promise<void> {
-  await expect.poll(() => isOnline(user), { timeout: 10_000, interval: 50 }).toBe(online);
-}
-
-async function openDm(c: TestClient, peer: string): Promise<string> {
-  return ((await ok(c, { type: "dm.open", peer })).conv as { id: string }).id;
-}
-
-async function send(c: TestClient, conv: string, text: string): Promise<number> {
-  return (await ok(c, { type: "send", conv, cid: `c-${Math.random().toString(36).slice(2)}`, text })).id as number;
-}
-
-/** Waits until message `id` of `conv` went through the dispatcher and every push request is settled. */
-async function settled(conv: string, id: number): Promise<void> {
-  const jsm = await edges[0]!.ops();
-  await expect
-    .poll(
-      async () => {
-        // Push requests are queued in the fan-out's pass, before it acks the message.
-        const d = await jsm.consumers.info(conversationStreamOf(topology, conv), names.fanoutConsumer);
-        const w = await jsm.consumers.info(names.pushStream(0), names.pushSenderConsumer);
-        return d.ack_floor.stream_seq >= id && d.num_pending === 0 && d.num_ack_pending === 0 && w.num_pending === 0 && w.num_ack_pending === 0;
-      },
-      { timeout: 20_000, interval: 100 },
-    )
-    .toBe(true);
-}
-
-async function metric(name: string, labels: string): Promise<number> {
-  let sum = 0;
-  for (const e of edges) {
-    const text = await (await fetch(`${e.node.workersUrl}/metrics`)).text();
-    const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
-    sum += line ? Number(line.split(" ").pop()) : 0;
-  }
-  return sum;
-}
+const { client, ok, subscribeThenLeave, waitOnline, openDm, send, settled, metric } = pushFlow(edges, topology);
 
 const json = (body: Buffer) => JSON.parse(body.toString("utf8")) as Record<string, unknown>;
 

@@ -286,9 +286,11 @@ export class NatterClient {
    * messages that arrive while none of their devices is online. Web Push: pass the browser's
    * PushSubscription (or its `toJSON()`, or `{ kind: "webpush", endpoint, keys }`), subscribed
    * with the key of GET /push/vapid-public-key. Webhook: `{ kind: "webhook", url }`; keep the
-   * `secret` of the answer, sent only now, to check the requests' signatures. Registering the same
-   * target again replaces it (same id, a new secret). Refusals are typed: PUSH_TARGET_REFUSED (not
-   * https, or not a public host), PUSH_SUBSCRIPTIONS_FULL, PUSH_DISABLED.
+   * `secret` of the answer, sent only now, to check the requests' signatures. Apps: `{ kind: "fcm",
+   * token }` (FCM registration token) or `{ kind: "apns", token }` (APNs device token, hex), when
+   * the server has their credentials (else PUSH_DISABLED). Registering the same target again
+   * replaces it (same id, a new secret). Refusals are typed: PUSH_TARGET_REFUSED (not https, or not
+   * a public host), PUSH_SUBSCRIPTIONS_FULL, PUSH_DISABLED, BAD_FRAME (a malformed token).
    */
   async registerPush(target: PushTarget | WebPushSubscriptionLike): Promise<PushRegistration> {
     // async: a target that is not a subscription rejects (BAD_FRAME) rather than throwing here.

@@ -33,6 +33,8 @@ export {
   type PushTarget,
   type WebPushTarget,
   type WebhookTarget,
+  type FcmTarget,
+  type ApnsTarget,
   type ReceiptState,
   type ClientFrame,
   type ClientFrameType,

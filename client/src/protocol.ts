@@ -87,7 +87,19 @@ export interface WebhookTarget {
   url: string;
 }
 
-export type PushTarget = WebPushTarget | WebhookTarget;
+/** An app's FCM registration token (`getToken()` of Firebase Messaging); the server must have push.fcm set. */
+export interface FcmTarget {
+  kind: "fcm";
+  token: string;
+}
+
+/** An iOS app's APNs device token, as hex; the server must have push.apns set (its topic is the app's bundle id). */
+export interface ApnsTarget {
+  kind: "apns";
+  token: string;
+}
+
+export type PushTarget = WebPushTarget | WebhookTarget | FcmTarget | ApnsTarget;
 
 /** Frames the client sends. Every frame but hello may carry `ref`, echoed on the reply. */
 export type ClientFrame =

@@ -1,6 +1,6 @@
-// Push subscriptions as registerPush takes them: a webhook, or a Web Push subscription in any of
-// the shapes a browser hands out (the PushSubscription itself, its toJSON(), or spelled out), and
-// the one frame the server takes for each.
+// Push subscriptions as registerPush takes them: a webhook, an app's FCM or APNs token, or a Web
+// Push subscription in any of the shapes a browser hands out (the PushSubscription itself, its
+// toJSON(), or spelled out), and the one frame the server takes for each.
 import { NatterError } from "./errors.js";
 import type { PushTarget } from "./protocol.js";
 import type { RequestFrame } from "./requests.js";
@@ -31,6 +31,10 @@ export interface PushRegistration {
  */
 export function pushRegisterFrame(target: PushTarget | WebPushSubscriptionLike): RequestFrame {
   if ("kind" in target && target.kind === "webhook") return { type: "push.register", kind: "webhook", url: target.url };
+  if ("kind" in target && (target.kind === "fcm" || target.kind === "apns")) {
+    if (typeof target.token !== "string" || target.token === "") throw new NatterError("BAD_FRAME", `registerPush: a ${target.kind} subscription needs its token`, { temporary: false });
+    return { type: "push.register", kind: target.kind, token: target.token };
+  }
   const sub = !("kind" in target) && target.keys === undefined && typeof target.toJSON === "function" ? target.toJSON() : target;
   const { endpoint, keys } = sub;
   if (typeof endpoint !== "string" || typeof keys?.p256dh !== "string" || typeof keys.auth !== "string") {

@@ -333,6 +333,25 @@ describe("presence and push", () => {
     client.close();
   });
 
+  it("registers an app's FCM registration token and APNs device token as they are", async () => {
+    const { client, socket } = await connected();
+    const reply = (frame: Record<string, unknown>) => socket.serverSends({ ...frame, ref: socket.sent.at(-1)!.ref });
+    for (const [kind, token] of [
+      ["fcm", "dBbB2BFT-VY:APA91bHN_ct4xJ9Q8Ylbq3xo3vgvw0bnS1C"],
+      ["apns", "ab".repeat(32)],
+    ] as const) {
+      const registered = client.registerPush({ kind, token });
+      expect(socket.sent.at(-1)).toEqual({ type: "push.register", kind, token, ref: expect.any(String) });
+      reply({ type: "push.registered", id: `ps_${kind}`, kind });
+      await expect(registered).resolves.toEqual({ id: `ps_${kind}`, kind });
+    }
+    // No token: refused here, nothing sent.
+    const count = socket.sent.length;
+    await expect(client.registerPush({ kind: "apns", token: "" })).rejects.toMatchObject({ code: "BAD_FRAME", temporary: false });
+    expect(socket.sent).toHaveLength(count);
+    client.close();
+  });
+
   it("rejects with a typed NatterError when the server refuses (push off) and stays open", async () => {
     const { client, socket } = await connected();
     const refused = client.registerPush({ kind: "webhook", url: "https://hooks.example/natter" });
