@@ -3,7 +3,8 @@
 // and the edge cuts every connection), writes while offline, comes back without reloading, and
 // sees what it missed; then it reloads, opens a group and scrolls its history backwards. Unread
 // counts come from the server, typing shows and expires, and read receipts reach the sender.
-// Screenshots go to test-output/. The page speaks to natter only through the client SDK.
+// Screenshots go to test-output/. The page speaks to natter only through the client SDK, which
+// finds its edge with GET /discovery on the page's own origin.
 import path from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { describe, expect, it, onTestFinished } from "vitest";
@@ -24,6 +25,27 @@ async function context(): Promise<BrowserContext> {
   const ctx = await chromium.browser().newContext({ viewport: { width: 900, height: 560 } });
   onTestFinished(() => ctx.close());
   return ctx;
+}
+
+/**
+ * Puts a browser behind a TCP proxy to the edge, as its own network: the page is loaded through
+ * the proxy, and the edge's URL in discovery answers is rewritten to the proxy's (as an address
+ * translation would), so that the page's socket goes through it too. Counts the answers.
+ */
+async function behindProxy(ctx: BrowserContext, proxyUrl: string): Promise<{ answers: number }> {
+  const seen = { answers: 0 };
+  await ctx.route(
+    (url) => url.pathname === "/discovery",
+    async (route) => {
+      const res = await route.fetch().catch(() => undefined);
+      if (res === undefined) return route.abort("connectionrefused"); // the proxy is cut
+      const body = (await res.json()) as { edges?: { url: string }[] };
+      for (const e of body.edges ?? []) if (e.url === node.url) e.url = proxyUrl;
+      seen.answers++;
+      await route.fulfill({ response: res, json: body });
+    },
+  );
+  return seen;
 }
 
 async function signIn(ctx: BrowserContext, baseUrl: string, user: string): Promise<Page> {
@@ -51,7 +73,13 @@ describe("the web chat page in Chromium", () => {
     const bobsNetwork = await startTcpProxy(node.url);
     onTestFinished(() => bobsNetwork.close());
     const alice = await signIn(await context(), node.url, "alice");
-    const bob = await signIn(await context(), bobsNetwork.url, "bob");
+    const bobsBrowser = await context();
+    const bobsDiscovery = await behindProxy(bobsBrowser, bobsNetwork.url);
+    const bob = await signIn(bobsBrowser, bobsNetwork.url, "bob");
+    expect(bobsDiscovery.answers).toBe(1);
+    // The page says which edge it is on (the id discovery named).
+    const [edge] = ((await (await fetch(`${node.url}/discovery`)).json()) as { edges: { id: string }[] }).edges;
+    expect(await alice.textContent("#status")).toBe(`online · ${edge!.id}`);
 
     await alice.fill("#peer", "bob");
     await alice.click("#open-dm button");

@@ -10,9 +10,11 @@
 // - a request rejects with a NatterError carrying the server's code and `temporary` flag
 //   (requests.ts).
 // The socket's life — handshake, ping, reconnect with backoff, what each close code means — is
-// connection.ts; receipts.ts, presence.ts, typing.ts, push.ts and http.ts hold the rest.
+// connection.ts; which edge each attempt goes to, with the `discovery` option, discovery.ts;
+// receipts.ts, presence.ts, typing.ts, push.ts and http.ts hold the rest.
 import { Connection } from "./connection.js";
 import { MemoryCursorStore } from "./cursor-store.js";
+import { EdgeDirectory, type EdgeInfo } from "./discovery.js";
 import { Emitter, type ConnectionState, type Listener, type NatterEventName } from "./events.js";
 import { EdgeHttp } from "./http.js";
 import { Inbox } from "./inbox.js";
@@ -37,6 +39,8 @@ export class NatterClient {
   readonly #presence = new PresenceCache();
   readonly #typing: TypingSignals;
   readonly #http: EdgeHttp;
+  /** With the `discovery` option: the edges the attempts go through. */
+  readonly #edges: EdgeDirectory | undefined;
 
   constructor(opts: NatterClientOptions) {
     this.user = opts.user;
@@ -45,8 +49,15 @@ export class NatterClient {
     if (Socket === undefined) {
       throw new TypeError("NatterClient: no WebSocket implementation here; in Node 20 pass { WebSocket } from the `ws` package");
     }
+    if ((opts.url === undefined) === (opts.discovery === undefined)) {
+      throw new TypeError("NatterClient: give either `url` or `discovery` (one of them, not both)");
+    }
+    const edges = opts.discovery !== undefined ? new EdgeDirectory(opts.discovery, this.#events) : undefined;
+    this.#edges = edges;
+    // Without discovery, `url` is the edge (or names it before every attempt).
+    const url = edges !== undefined ? () => edges.next() : opts.url!;
     this.#inbox = new Inbox(opts.cursorStore ?? new MemoryCursorStore(), `${opts.user}/${opts.device}`, this.#events);
-    this.#connection = new Connection(opts, Socket, { user: opts.user, device: opts.device }, this.#events, {
+    this.#connection = new Connection({ ...opts, url }, Socket, { user: opts.user, device: opts.device }, this.#events, {
       tokenUsed: (token) => (this.#http.token = token),
       prepare: () => this.#inbox.load(),
       resumeFrom: () => this.#inbox.cursor,
@@ -67,6 +78,7 @@ export class NatterClient {
       },
       awaitsReply: (ref) => this.#awaitsReply(ref),
       frame: (f) => this.#onFrame(f),
+      ended: (code, welcomed) => edges?.ended(code, welcomed),
       cursorRefused: (message) => this.#inbox.refused(message),
       dropped: (closeCode) => {
         this.#outbox.requeue();
@@ -85,7 +97,9 @@ export class NatterClient {
     const request = (frame: RequestFrame) => this.#requests.request(frame);
     this.#receipts = new Receipts(opts.user, this.#connection, request);
     this.#typing = new TypingSignals(this.#connection, request);
-    this.#http = new EdgeHttp(opts, this.#connection);
+    // HTTP (images) goes to the URL that last answered discovery: with the page's own origin as the
+    // bootstrap, no request is cross-origin.
+    this.#http = new EdgeHttp({ url: edges !== undefined ? () => edges.httpBase : url, token: opts.token }, this.#connection);
   }
 
   get state(): ConnectionState {
@@ -95,6 +109,17 @@ export class NatterClient {
   /** The inbox position of the last item emitted (undefined before the first connection). */
   get cursor(): number | undefined {
     return this.#inbox.cursor;
+  }
+
+  /**
+   * The edge of the current connection (or of the last attempt, while reconnecting): its URL, and
+   * its id and region when discovery named it. Undefined before the first attempt chose one.
+   */
+  get edge(): EdgeInfo | undefined {
+    const url = this.#connection.edge;
+    if (url === undefined) return undefined;
+    const named = this.#edges?.current;
+    return named !== undefined && named.url === url ? { url, id: named.id, region: named.region } : { url };
   }
 
   /** Sends not yet acknowledged (they are resent after a reconnect). */
@@ -128,6 +153,7 @@ export class NatterClient {
 
   /** Closes the connection for good: pending sends and requests reject with CLOSED. */
   close(): void {
+    this.#edges?.close();
     this.#connection.close();
   }
 

@@ -58,6 +58,8 @@ export interface ConnectionHooks {
   awaitsReply(ref: unknown): boolean;
   /** Every frame but the welcome and error frames that answer nothing. */
   frame(f: ServerFrame): void;
+  /** The socket of an attempt closed with `code` (`welcomed`: after the server's welcome), before what follows is decided. */
+  ended(code: number, welcomed: boolean): void;
   /** The server did not know the cursor (BAD_CURSOR): the next hello goes without one. */
   cursorRefused(message: string): void;
   /** The connection dropped and another attempt follows: what was on the wire is rejected or resent. */
@@ -66,7 +68,10 @@ export interface ConnectionHooks {
   stopped(err: NatterError): void;
 }
 
-export type ConnectionOptions = Pick<NatterClientOptions, "url" | "token" | "backoff" | "pingIntervalMs" | "handshakeTimeoutMs">;
+export type ConnectionOptions = Pick<NatterClientOptions, "token" | "backoff" | "pingIntervalMs" | "handshakeTimeoutMs"> & {
+  /** The edge, or a function asked before every attempt (discovery). */
+  url: string | (() => string | Promise<string>);
+};
 
 export class Connection implements Wire {
   readonly #opts: ConnectionOptions;
@@ -83,6 +88,8 @@ export class Connection implements Wire {
   #welcomed = false;
   #openedAt = 0;
   #attempt = 0;
+  /** The edge (as the url option or function gave it) of the current or last attempt. */
+  #edge: string | undefined;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
@@ -105,6 +112,11 @@ export class Connection implements Wire {
 
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /** The edge of the current or last attempt (undefined before one chose it). */
+  get edge(): string | undefined {
+    return this.#edge;
   }
 
   get socket(): WebSocketLike | undefined {
@@ -158,7 +170,7 @@ export class Connection implements Wire {
   #setState(state: ConnectionState, extra: Partial<StateChange> = {}): void {
     const previous = this.#state;
     this.#state = state;
-    this.#events.emit("state", { state, previous, attempt: this.#attempt, ...extra });
+    this.#events.emit("state", { state, previous, attempt: this.#attempt, edge: this.#edge, ...extra });
   }
 
   async #open(): Promise<void> {
@@ -169,6 +181,7 @@ export class Connection implements Wire {
     try {
       const raw = typeof this.#opts.url === "function" ? await this.#opts.url() : this.#opts.url;
       url = toWebSocketUrl(raw);
+      this.#edge = raw;
       token = typeof this.#opts.token === "function" ? await this.#opts.token(this.#tokenReason) : this.#opts.token;
       this.#hooks.tokenUsed(token);
       const preparing = this.#hooks.prepare();
@@ -329,6 +342,8 @@ export class Connection implements Wire {
   #afterClose(code: number): void {
     this.#lastClose = code;
     if (this.#state === "closed") return;
+    // #openedAt is set at welcome and cleared before every next attempt.
+    this.#hooks.ended(code, this.#openedAt > 0);
 
     const why = this.#serverError?.error;
     const badCursor = why?.code === "BAD_CURSOR";

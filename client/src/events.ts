@@ -1,6 +1,7 @@
 // The events a NatterClient emits, their payloads, and the emitter behind `on`/`off`. A listener
 // that throws is reported (reportError, or an uncaught error on a timer) and stops neither the
 // client nor the other listeners of the event.
+import type { DiscoveryEvent } from "./discovery.js";
 import type { NatterError } from "./errors.js";
 import type { ImageRef, MembershipAction, PresenceEntry } from "./protocol.js";
 
@@ -57,6 +58,11 @@ export interface StateChange {
   delayMs?: number | undefined;
   /** The close code that ended the last connection, if any. */
   closeCode?: number | undefined;
+  /**
+   * The edge (its URL, as `url` or discovery gave it) this state is about: on `open` the one the
+   * client is on now; on `reconnecting` and `closed` the one it was on or tried last.
+   */
+  edge?: string | undefined;
   /** Set on `closed` when the client stopped for an error (not by `close()`). */
   error?: NatterError | undefined;
 }
@@ -105,6 +111,8 @@ export interface NatterEvents {
   presence: PresenceEntry;
   reset: ResetNotice;
   state: StateChange;
+  /** A discovery answer (with the `discovery` option): the edges the next attempts go through, best first. */
+  discovery: DiscoveryEvent;
   /** Connection-level problems: a refused token, an unreachable edge, an error frame without a request. */
   error: NatterError;
 }

@@ -3,17 +3,23 @@
 // typed errors, like everything else the client does.
 import type { Wire } from "./connection.js";
 import { closedError, NatterError } from "./errors.js";
-import type { NatterClientOptions } from "./options.js";
+import type { TokenProvider } from "./options.js";
 import type { ImageRef } from "./protocol.js";
 import { toHttpUrl } from "./util.js";
 
+export interface EdgeHttpOptions {
+  /** Where requests go: an edge's URL, or a function that names one. */
+  url: string | (() => string | Promise<string>);
+  token: string | TokenProvider;
+}
+
 export class EdgeHttp {
-  readonly #opts: Pick<NatterClientOptions, "url" | "token">;
+  readonly #opts: EdgeHttpOptions;
   readonly #wire: Pick<Wire, "state">;
   /** The token of the last connection attempt or request, reused for the next request. */
   token: string | undefined;
 
-  constructor(opts: Pick<NatterClientOptions, "url" | "token">, wire: Pick<Wire, "state">) {
+  constructor(opts: EdgeHttpOptions, wire: Pick<Wire, "state">) {
     this.#opts = opts;
     this.#wire = wire;
   }

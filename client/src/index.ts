@@ -1,6 +1,7 @@
 // @natter/client: the whole public surface of the SDK.
 export { NatterClient } from "./client.js";
 export { closeAction } from "./connection.js";
+export { movesOn, type DiscoveredEdge, type DiscoveryEvent, type DiscoveryOptions, type EdgeInfo } from "./discovery.js";
 export type {
   ChatMessage,
   ConnectionState,

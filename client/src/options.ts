@@ -3,6 +3,7 @@
 // always has, so every part sees the same values.
 import type { BackoffOptions } from "./backoff.js";
 import type { CursorStore } from "./cursor-store.js";
+import type { DiscoveryOptions } from "./discovery.js";
 
 /**
  * The part of the WebSocket API the client uses; the browser's WebSocket and the `ws` package's
@@ -27,8 +28,17 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 export type TokenProvider = (reason: "connect" | "refresh") => string | Promise<string>;
 
 export interface NatterClientOptions {
-  /** The edge: `http(s)://host:port` or `ws(s)://host:port/ws`, or a function asked before every attempt (discovery). */
-  url: string | (() => string | Promise<string>);
+  /**
+   * The edge: `http(s)://host:port` or `ws(s)://host:port/ws`, or a function asked before every
+   * attempt (your own discovery). Give either this or `discovery`.
+   */
+  url?: string | (() => string | Promise<string>);
+  /**
+   * Ask `GET /discovery` on `bootstrap` before connecting and go through the edges it recommends:
+   * on a failed attempt, a dropped connection, a close 1001 or 4503 to the next one; a list used up
+   * or older than `maxAgeMs` is asked for again. Give either this or `url`.
+   */
+  discovery?: DiscoveryOptions;
   /** The user the token is for; the cursor is kept per user and device. */
   user: string;
   /** This device's stable id (1–64 of `A-Z a-z 0-9 _ -`): the server keeps one position per device. */

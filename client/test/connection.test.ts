@@ -64,6 +64,7 @@ function connection(opts: Partial<ConnectionOptions> = {}) {
     opened: (f) => told.push(["opened", f.cursor]),
     awaitsReply: () => false,
     frame: (f) => told.push(["frame", f.type]),
+    ended: (code, welcomed) => told.push(["ended", { code, welcomed }]),
     cursorRefused: (m) => told.push(["cursorRefused", m]),
     dropped: (code) => told.push(["dropped", code]),
     stopped: (err) => told.push(["stopped", err.code]),
