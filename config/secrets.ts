@@ -1,5 +1,5 @@
 // What natter refuses as a token secret, and the loopback rule for development tokens: checks
-// on values that the schema's types alone cannot express (docs/security-tokens.md, "Tokens").
+// on values that the schema's types alone cannot express (docs/security.md, "Tokens").
 
 /** Words that mark a value someone meant to replace: a secret containing one is refused. */
 const PLACEHOLDER_WORDS = ["changeme", "change-me", "change_me", "secret", "password", "passwd", "example", "placeholder", "default", "natter", "todo"];

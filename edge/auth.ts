@@ -2,7 +2,7 @@
 // and POST /dev/token mint them for development; production deployments mint them in their own
 // login service with the same secret. A token is accepted until its `exp`, and never longer than
 // auth.maxTokenAgeSec after its `iat`; a user's tokens issued before a revocation are refused
-// (revocations.ts). docs/security-tokens.md, "Tokens".
+// (revocations.ts). docs/security.md, "Tokens".
 import { SignJWT, jwtVerify } from "jose";
 import { isValidId, NatterError } from "../core/index.ts";
 import type { RevocationCheck } from "./revocations.ts";
