@@ -1,6 +1,8 @@
 // natter's one configuration schema. Defaults live here; every module receives its typed
 // section. Values may come from a file (JSON or YAML) or from NATTER_* environment variables,
 // so scalar leaves also accept their string spelling ("8080", "true", "a,b").
+// Long (≈460 lines) on purpose: every setting with its comment in one file, which docs/configuration.md
+// is generated from.
 import { z } from "zod";
 import { weakSecretReason } from "./secrets.ts";
 

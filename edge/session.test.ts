@@ -2,6 +2,7 @@
 // gap fill → slow-reader close, nothing handled before the token is verified, the limits a
 // session applies (hello slots, connections per user, frames in flight, the user's budget), and
 // the token's life on the socket (expiry notice, grace, refresh, revocation).
+// Long (≈430 lines): the fakes at the top serve every case of the one state machine.
 import { EventEmitter } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../config/index.ts";

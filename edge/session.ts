@@ -1,5 +1,7 @@
 // One WebSocket connection of one device: the handshake, the delivery of its inbox, and the
 // dispatch of its frames to the handlers (handlers.ts), which authorize each one.
+// Long (≈500 lines): one class whose states share private fields (cursor, buffers, the token's
+// deadline); the handlers, frame encoding, limits and admission already live in their own files.
 //
 // Delivery keeps one invariant: frames for inbox items leave in inbox order, each exactly once,
 // and `last` is the cursor of the newest one sent. On hello the device's live feed is attached

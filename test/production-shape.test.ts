@@ -1,6 +1,8 @@
 // The production shape, checked without Docker: compose.yaml, the Dockerfile, .dockerignore and
 // the NATS cluster configs in deploy/. Every check collects its problems and compares the list
 // with [], so a failure names each thing that is wrong at once.
+// Long (≈800 lines) because it parses what Docker would (compose.yaml, the Dockerfile, the
+// nats-server configs) without Docker: each part is one describe block over the same parsed files.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";

@@ -1,4 +1,5 @@
-// The socket's life. Before every attempt it asks for the URL and a token; it says hello with the
+// The socket's life (long, ≈410 lines: one state machine of one socket; queues, requests, the
+// inbox and discovery are in their own files). Before every attempt it asks for the URL and a token; it says hello with the
 // cursor and gives up on an attempt not welcomed within handshakeTimeoutMs; while open, a ping
 // finds a connection that stopped answering, and when the server says the token expired it asks
 // for a fresh one and sends it on the socket. After a close its code decides: reconnect with

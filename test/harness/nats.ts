@@ -1,5 +1,7 @@
 // NATS servers for integration tests: one nats-server (or one cluster) per test file, on
 // loopback, each in its own temp folder that stop() removes. Starting one takes milliseconds.
+// Long (≈480 lines): single servers, clusters (routes, kill -9 and restart of a node), natter's
+// identities and the per-file check of refused permissions belong to the one server lifecycle.
 import { constants } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";

@@ -10,6 +10,7 @@
 // bodies, and record every request in order, so tests prove behaviour by the sequence seen.
 // Apple decides a provider token is expired by its `iat` (older than an hour); a test cannot wait
 // an hour, so `expireSeenProviderTokens()` makes the fake treat the tokens seen so far as expired.
+// Long (≈420 lines): two providers' contracts, each with its token endpoint, JWT checks and error bodies.
 import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
