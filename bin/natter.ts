@@ -26,6 +26,9 @@ commands:
 options:
   -c, --config F    config file (JSON or YAML); NATTER_CONFIG also works
       --dev         development mode: POST /dev/token mints tokens for any user name
+      --role R      what this process runs (start): edge (WebSocket clients), workers (fan-out,
+                    persister, push, presence), or all (the default); edge and workers share a
+                    NATS cluster (nats.servers), each process with its role's identity
       --ttl S       token lifetime in seconds (token)
       --before T    revoke tokens issued before T: an ISO 8601 time or Unix seconds (revoke)
       --limit N     at most N dead letters (dead list: default 100; dead replay --all)
@@ -34,6 +37,21 @@ options:
   -h, --help        this text
 
 settings also come from NATTER_* variables, e.g. NATTER_EDGE__PORT=8081 (see docs/configuration.md)`;
+
+/** `--role`: which parts of a node this process runs (edge.enabled, workers.enabled). */
+function roleOverrides(role: string | undefined): Record<string, unknown> {
+  switch (role) {
+    case undefined:
+    case "all":
+      return {};
+    case "edge":
+      return { workers: { enabled: false } };
+    case "workers":
+      return { edge: { enabled: false } };
+    default:
+      throw new NatterError("CONFIG_INVALID", `--role ${role}: give edge, workers or all`);
+  }
+}
 
 function fail(log: Logger | undefined, err: unknown): never {
   const e = err instanceof NatterError ? err : undefined;
@@ -52,6 +70,7 @@ async function main(): Promise<void> {
     options: {
       config: { type: "string", short: "c" },
       dev: { type: "boolean" },
+      role: { type: "string" },
       ttl: { type: "string" },
       before: { type: "string" },
       limit: { type: "string" },
@@ -67,7 +86,7 @@ async function main(): Promise<void> {
   }
   let cfg: Config;
   try {
-    cfg = loadConfig({ file: values.config, overrides: values.dev ? { auth: { devTokens: true } } : {} });
+    cfg = loadConfig({ file: values.config, overrides: { ...(values.dev ? { auth: { devTokens: true } } : {}), ...roleOverrides(values.role) } });
   } catch (err) {
     fail(undefined, err);
   }

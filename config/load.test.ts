@@ -72,6 +72,11 @@ describe("loadConfig", () => {
     expect(message).toContain("streams.replicas");
   });
 
+  it("refuses an edge without workers on the embedded NATS: its workers must share a NATS with it", () => {
+    expect(problems(() => loadConfig({ env: { NATTER_WORKERS__ENABLED: "false" } }))).toContain("an edge without workers (workers.enabled false, or --role edge) needs nats.servers");
+    expect(loadConfig({ env: { NATTER_WORKERS__ENABLED: "false", NATTER_NATS__SERVERS: "nats://n1:4222" } }).edge.enabled).toBe(true);
+  });
+
   it("names the missing fields of a backend choice", () => {
     const message = problems(() => loadConfig({ env: { NATTER_BLOBS__KIND: "s3" } }));
     for (const field of ["blobs.endPoint", "blobs.accessKey", "blobs.secretKey", "blobs.bucket"]) expect(message).toContain(field);

@@ -181,8 +181,9 @@ export interface LoadOptions {
 }
 
 /**
- * Rules across settings that keep a node safe to expose, checked once the schema passed:
- * development tokens only on a loopback address.
+ * Rules across settings that keep a node safe to expose and able to start, checked once the
+ * schema passed: development tokens only on a loopback address; an edge without workers on a
+ * NATS that workers elsewhere share.
  */
 function deploymentProblems(cfg: Config, env: EnvSettings): string[] {
   const problems: string[] = [];
@@ -191,6 +192,11 @@ function deploymentProblems(cfg: Config, env: EnvSettings): string[] {
     problems.push(
       `auth.devTokens${from ? ` (${from})` : " (--dev)"} is on while edge.host is ${JSON.stringify(cfg.edge.host)}: POST /dev/token gives a token for any user ` +
         "to whoever reaches the edge, so natter serves it on a loopback address only (127.0.0.1, ::1, localhost). Turn devTokens off, or listen on loopback.",
+    );
+  }
+  if (cfg.edge.enabled && !cfg.workers.enabled && cfg.nats.servers === undefined) {
+    problems.push(
+      "an edge without workers (workers.enabled false, or --role edge) needs nats.servers: the workers that create the streams and copy messages run in other processes on the same NATS",
     );
   }
   return problems;
