@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import { REPO_ROOT } from "../config/index.ts";
 
 export async function freePort(): Promise<number> {
@@ -30,14 +31,19 @@ export function rssMb(pid: number): number {
 export interface BenchNode {
   url: string;
   natsUrl: string;
+  /** The workers' HTTP server (GET /metrics, /readyz). */
+  workersUrl: string;
   pid: number;
   /** The embedded nats-server's pid (natter writes it to <NATTER_DATA_DIR>/nats/nats-server.pid). */
   natsPid(): number;
   stop(): Promise<void>;
 }
 
-/** `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz. */
-export async function startBenchNode(env: Record<string, string> = {}): Promise<BenchNode> {
+/**
+ * `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz.
+ * `onLogLine`: natter's log (JSON lines on its stdout) goes there instead of to this process's.
+ */
+export async function startBenchNode(env: Record<string, string> = {}, opts: { onLogLine?: (line: string) => void } = {}): Promise<BenchNode> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
   const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
@@ -54,8 +60,12 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
       NATTER_LOG__PRETTY: "false",
       ...env,
     },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", opts.onLogLine ? "pipe" : "inherit", "inherit"],
   });
+  if (opts.onLogLine && proc.stdout) {
+    const onLine = opts.onLogLine;
+    createInterface({ input: proc.stdout, crlfDelay: Number.POSITIVE_INFINITY }).on("line", onLine);
+  }
   const exited = new Promise((r) => proc.once("exit", r));
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGINT");
@@ -74,5 +84,5 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
     await new Promise((r) => setTimeout(r, 200));
   }
   const natsPid = () => Number(readFileSync(path.join(dir, "nats", "nats-server.pid"), "utf8").trim());
-  return { url, natsUrl: `nats://127.0.0.1:${nats}`, pid: proc.pid!, natsPid, stop };
+  return { url, natsUrl: `nats://127.0.0.1:${nats}`, workersUrl: `http://127.0.0.1:${workers}`, pid: proc.pid!, natsPid, stop };
 }
