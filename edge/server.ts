@@ -86,6 +86,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
   const mistakes = new MistakeLog(log);
+  const failures = new MistakeLog(log, 10_000, "temporary failures told to clients (they retry)");
   const admission = new EdgeAdmission(config, log);
   const services: SessionServices = {
     directory: deps.directory,
@@ -102,6 +103,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     typing: new TypingFeeds(deps.nc, deps.topology, log),
     log,
     mistakes,
+    failures,
     budgets: new UserBudgets(config),
     hellos: admission,
   };
@@ -153,6 +155,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       await registration?.close();
       await deps.presence?.devices.close();
       mistakes.flush();
+      failures.flush();
       admission.flush();
     },
     connections: () => sessions.size,

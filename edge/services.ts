@@ -73,6 +73,8 @@ export interface SessionServices {
   log: Logger;
   /** Client mistakes (bad frames, bad tokens): counted and logged at warn at most once per interval. */
   mistakes: MistakeLog;
+  /** Temporary failures told to clients (UNAVAILABLE, TIMEOUT): counted, logged at warn at most once per interval. */
+  failures: MistakeLog;
   /** The per-user budgets of this edge: every frame is charged to its user. */
   budgets: UserBudgets;
   /** Hellos in progress on this edge: bounded (admission.ts). */

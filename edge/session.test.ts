@@ -2,8 +2,10 @@
 // gap fill → slow-reader close, nothing handled before the token is verified, and the limits a
 // session applies (hello slots, connections per user, frames in flight, the user's budget).
 import { EventEmitter } from "node:events";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../config/index.ts";
+import { NatterError } from "../core/errors.ts";
 import { MistakeLog, silentLogger } from "../core/logger.ts";
 import { encodeJson } from "../nats/index.ts";
 import type { InboxEntry, InboxItem } from "../streams/index.ts";
@@ -91,6 +93,7 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
     typing: { attach: () => () => {}, publish: () => {} },
     log: silentLogger(),
     mistakes: new MistakeLog(silentLogger()),
+    failures: new MistakeLog(silentLogger()),
     budgets: new UserBudgets(config),
     hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000 }),
     ...overrides,
@@ -234,6 +237,33 @@ describe("DeviceSession", () => {
     await until(() => ws.sent.length === 4);
     expect(ws.sent.map((f) => (f.type === "error" ? `${f.code}:${f.ref}` : `${f.type}:${f.ref ?? ""}`))).toEqual(["welcome:", "pong:1", "UNKNOWN_TYPE:2", "pong:3"]);
     expect(session.state).toBe("live");
+  });
+
+  it("a replay NATS cannot serve in time is a temporary UNAVAILABLE, then 4503 (the device resumes from its cursor); logged at warn once per interval, never at error", async () => {
+    const lines: { level: number; msg: string; counts?: Record<string, number> }[] = [];
+    const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const failures = new MistakeLog(log);
+    const devices = Array.from({ length: 3 }, () => open({ log, failures }));
+    for (const { inbox } of devices) {
+      inbox.add(3, 5, 8);
+      const read = inbox.read.bind(inbox);
+      inbox.read = async function* (user, after, until) {
+        for await (const item of read(user, after, until)) {
+          yield item;
+          if (item.seq === 5) throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: new Error("timeout") });
+        }
+      };
+    }
+    for (const { ws } of devices) await hello(ws, 3);
+    for (const { ws } of devices) await until(() => ws.closedWith !== undefined);
+    for (const { ws } of devices) {
+      expect(ws.sent.map((f) => f.code ?? f.type)).toEqual(["welcome", "msg", "UNAVAILABLE"]);
+      expect(ws.sent[2]).toMatchObject({ temporary: true });
+      expect(ws.closedWith).toBe(4503);
+    }
+    expect(lines).toEqual([]); // nothing yet: counted
+    failures.flush();
+    expect(lines).toMatchObject([{ level: 40, counts: { "UNAVAILABLE: inbox unavailable": 3 } }]);
   });
 
   it("answers a first frame that is not a hello with one error and 4400", async () => {

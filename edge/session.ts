@@ -156,11 +156,15 @@ export class DeviceSession implements FrameContext {
     return true;
   }
 
+  /**
+   * An error frame. INTERNAL (a bug) is logged at error with its cause; UNAVAILABLE and TIMEOUT
+   * (NATS or the store slow or away: every client can meet them at once) are counted and logged
+   * at warn at most once per interval.
+   */
   #sendError(err: unknown, ref?: string): void {
     const e = asNatterError(err);
-    if (e.code === "INTERNAL" || e.code === "UNAVAILABLE" || e.code === "TIMEOUT") {
-      this.#log.error({ err: e.cause ?? e, user: this.#user, device: this.#device }, e.message);
-    }
+    if (e.code === "INTERNAL") this.#log.error({ err: e.cause ?? e, user: this.#user, device: this.#device }, e.message);
+    else if (e.code === "UNAVAILABLE" || e.code === "TIMEOUT") this.services.failures.note(`${e.code}: ${e.message}`, e.cause ?? e);
     this.reply({ type: "error", ref, ...e.toClient() });
   }
 
@@ -424,7 +428,8 @@ export class DeviceSession implements FrameContext {
         this.#deliverLive(item);
       }
     } catch (err) {
-      this.#log.warn({ err }, "delivery failed; closing so the device resumes from its cursor");
+      // The device resumes from its cursor.
+      this.#sendError(err);
       this.close("UNAVAILABLE");
     } finally {
       this.#pumping = false;
