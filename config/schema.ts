@@ -99,6 +99,12 @@ const EdgeSchema = z.strictObject({
   enabled: bool().default(true),
   host: z.string().default("127.0.0.1"),
   port: int(0, 65535).default(8080),
+  /**
+   * Connections the kernel holds for the edge until it accepts them (the listen backlog; Linux
+   * caps it at net.core.somaxconn). Past it a connection waits for the client's SYN retries (1 s,
+   * 3 s, 7 s, …): a reconnect storm overflowed Node's default of 511.
+   */
+  listenBacklog: int(1, 65_535).default(4096),
   region: z.string().default("local"),
   /** Largest WebSocket frame accepted (bytes). */
   maxPayloadBytes: int(256, 1024 * 1024).default(64 * 1024),

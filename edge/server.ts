@@ -128,7 +128,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   const edge: Edge = {
     app,
     async listen() {
-      const url = await app.listen({ host: config.host, port: config.port });
+      const url = await app.listen({ host: config.host, port: config.port, backlog: config.listenBacklog });
       id ||= defaultEdgeId(Number(new URL(url).port));
       if (deps.discovery) {
         registration = await deps.discovery.registry.register({
