@@ -40,14 +40,14 @@
 // After the last device is caught up the bench listens 2 s more for late duplicates.
 //
 // Last line (times in ms from the storm's start, RSS in MB):
-//   storm: clients=… resumed=… missed_each=… p50_ms=… p99_ms=… max_ms=… retried=… errors=… peak_rss_mb=… not_ready=…
+//   storm: clients=… resumed=… missed_each=… p50_ms=… p99_ms=… max_ms=… retried=… errors=… peak_rss_mb=… retried_clients=… not_ready=…
 //     readyz_samples=… readyz_max_ms=… discovery_missing=… discovery_failed=… rss_before_mb=… peak_nats_rss_mb=…
 //     log_warn=… log_error=… listen_overflows=…   (one line)
 // How to read it: done means resumed = clients and errors = 0 (every missed message delivered once
 // and in order), not_ready = 0 and discovery_missing = 0 (the edge stayed ready and registered),
 // and peak_rss_mb bounded (rss_before_mb is natter before the storm: the difference is what the
-// storm cost). `retried` counts the hellos admission turned away; p99_ms and max_ms say how long
-// the last devices waited for their messages. natter's own log lines during the storm are counted
+// storm cost). `retried` counts the hellos admission turned away (retried_clients: the devices
+// turned away at least once); p99_ms and max_ms say how long the last devices waited for their messages. natter's own log lines during the storm are counted
 // by level (log_warn, log_error), so a flooded log shows; the stderr summary lists them by message
 // (--natter-log keeps every line of the run in a file).
 // Exit 1 (after the last line) when done is not met; with one line on stderr when natter does not
@@ -310,7 +310,7 @@ async function fanoutDone(workersUrl: string, deadline: number): Promise<void> {
 
 // ---- the storm ----
 
-const tally = { resumed: 0, retried: 0, errors: 0, opens: 0 };
+const tally = { resumed: 0, retried: 0, retriedClients: 0, errors: 0, opens: 0 };
 const retryReasons = new Map<string, number>();
 const errorKinds = new Map<string, number>();
 function fail(kind: string): void {
@@ -333,6 +333,7 @@ class StormClient {
   #beat: NodeJS.Timeout | undefined;
   #retry: { retryAfterMs: number | undefined; code: string } | undefined;
   #stopped = false;
+  #retried = false;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(url: string, token: string, cursor: number, conv: string, expected: readonly number[], t0: number) {
@@ -399,6 +400,8 @@ class StormClient {
     let delay: number;
     if (code === 4503 && this.#retry) {
       tally.retried++;
+      if (!this.#retried) tally.retriedClients++;
+      this.#retried = true;
       count(retryReasons, `${this.#retry.code} ${this.#retry.retryAfterMs === undefined ? "without" : "with"} retryAfterMs`);
       delay = this.#retry.retryAfterMs ?? 500 + Math.random() * 500;
     } else {
@@ -631,7 +634,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       `storm: clients=${CLIENTS} resumed=${tally.resumed} missed_each=${MISSED} p50_ms=${r0(pct(times, 0.5))} p99_ms=${r0(pct(times, 0.99))} ` +
         `max_ms=${r0(times[times.length - 1] ?? Number.NaN)} retried=${tally.retried} errors=${tally.errors} peak_rss_mb=${Math.round(watch.peakRssKb / 1024)} ` +
-        `not_ready=${watch.notReady} readyz_samples=${watch.readyzSamples} readyz_max_ms=${r0(watch.readyzMaxMs)} discovery_missing=${watch.discoveryMissing} discovery_failed=${watch.discoveryFailed} ` +
+        `retried_clients=${tally.retriedClients} not_ready=${watch.notReady} readyz_samples=${watch.readyzSamples} readyz_max_ms=${r0(watch.readyzMaxMs)} discovery_missing=${watch.discoveryMissing} discovery_failed=${watch.discoveryFailed} ` +
         `rss_before_mb=${Math.round(rssBefore / 1024)} peak_nats_rss_mb=${Math.round(watch.peakNatsRssKb / 1024)} log_warn=${logWarn} log_error=${logError} listen_overflows=${overflows}\n`,
     );
     const wrong = [

@@ -131,7 +131,10 @@ const EdgeSchema = z.strictObject({
   maxConnections: int(0, 10_000_000).default(0),
   /** Sockets from one remote address that have not said hello yet (0: no cap; behind a proxy, raise it or set 0). */
   maxPendingPerAddress: int(0, 1_000_000).default(100),
-  /** Hellos handled at once (token, subscriptions, catch-up); one more is closed 4503 with a jittered retry hint. */
+  /**
+   * Hellos handled at once (token, subscriptions, catch-up). More wait for a slot, in order, up to
+   * 4 s; one that would wait longer is closed 4503 with a retry hint (a time reserved for it).
+   */
   maxHellosInProgress: int(1, 100_000).default(128),
   /**
    * Conversations one user may be a member of (1:1 and groups); opening, creating or being added

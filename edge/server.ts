@@ -151,6 +151,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     async close() {
       await edge.drain();
       for (const s of sessions) s.close("GOING_AWAY");
+      admission.close();
       await app.close();
       await registration?.close();
       await deps.presence?.devices.close();

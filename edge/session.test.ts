@@ -95,7 +95,7 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
     mistakes: new MistakeLog(silentLogger()),
     failures: new MistakeLog(silentLogger()),
     budgets: new UserBudgets(config),
-    hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000 }),
+    hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000, sweepMs: 0 }),
     ...overrides,
   } as unknown as SessionServices;
   const session = new DeviceSession(ws as unknown as SessionSocket, services);
@@ -276,24 +276,32 @@ describe("DeviceSession", () => {
 });
 
 describe("DeviceSession limits", () => {
-  it("past edge.maxHellosInProgress tells the client when to retry (jittered) and closes 4503; the slot frees when the hello ends", async () => {
-    const first = open({}, { maxHellosInProgress: 1 });
+  it("past edge.maxHellosInProgress a hello waits for the slot; one that waited too long is told when to retry and closed 4503; the slot frees when the hello ends", async () => {
+    let now = 0;
+    const config = loadConfig({ env: {}, overrides: { edge: { maxHellosInProgress: 1 } } }).edge;
+    const hellos = new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000, sweepMs: 0, now: () => now, random: () => 0 });
+    const first = open({ hellos }, { maxHellosInProgress: 1 });
     const release = gated(first.inbox);
     await hello(first.ws);
     await until(() => first.session.state === "starting");
     const second = openBeside(first.services);
     await hello(second.ws, undefined, "tablet");
+    await until(() => hellos.waiting === 1);
+    expect(second.ws.sent).toEqual([]);
+    now += 4000; // it waited HELLO_WAIT_MS
+    hellos.sweep();
     await until(() => second.ws.closedWith !== undefined);
     expect(second.ws.closedWith).toBe(4503);
     expect(second.ws.sent).toHaveLength(1);
     expect(second.ws.sent[0]).toMatchObject({ type: "error", code: "UNAVAILABLE", temporary: true });
     expect(second.ws.sent[0]!.retryAfterMs).toBeGreaterThanOrEqual(500);
-    expect(second.ws.sent[0]!.retryAfterMs).toBeLessThanOrEqual(1500);
-    release();
-    await until(() => first.session.state === "live");
     const third = openBeside(first.services);
     await hello(third.ws, undefined, "laptop");
+    await until(() => hellos.waiting === 1);
+    release();
+    await until(() => first.session.state === "live");
     await until(() => third.session.state === "live");
+    expect(third.ws.sent[0]).toMatchObject({ type: "welcome" });
   });
 
   it("refuses the (N+1)th connection of a user with TOO_MANY_CONNECTIONS and 4503, counting devices online elsewhere", async () => {

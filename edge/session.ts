@@ -261,16 +261,17 @@ export class DeviceSession implements FrameContext {
       return;
     }
     clearTimeout(this.#helloTimer);
-    const slot = this.services.hellos.startHello();
-    if (slot !== true) {
+    // Frames behind the hello wait (in flight) while it waits for a slot, as while it is handled.
+    this.#state = "starting";
+    const slot = await this.services.hellos.startHello(() => this.#state === "closed");
+    if (!("end" in slot)) {
       this.#refuse(new NatterError("UNAVAILABLE", slot.message, { retryAfterMs: slot.retryAfterMs }));
       return;
     }
-    this.#state = "starting";
     try {
-      await this.#handshake(hello);
+      if (this.#state === "starting") await this.#handshake(hello);
     } finally {
-      this.services.hellos.helloEnd();
+      slot.end();
     }
   }
 
