@@ -14,10 +14,13 @@
 //   folds a redelivery of a message it still holds into the one it has;
 // - on start, can reset its consumers to their ack floor, so what a dead predecessor left unacked
 //   comes back first and in order, instead of after ack_wait behind newer messages;
-// - on stop, lets running batches finish and hands the rest back (nak) for the next process.
+// - on stop, lets running batches finish and hands the rest back (nak) for the next process;
+// - logs a batch that failed for a while (NATS or the store slow or away: thousands of keys can
+//   fail at once, each retry) in one warn line per 10 s with the counts and one cause; one that
+//   cannot succeed as it is (a NatterError neither temporary nor UNAVAILABLE) at error, each.
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type Logger, type Metrics, NatterError } from "../core/index.ts";
+import { type Logger, type Metrics, MistakeLog, NatterError } from "../core/index.ts";
 import { deadLetter, type DeadLetterWorker } from "./dead-letter.ts";
 
 /** What a message is to a worker: a value to handle, nothing to do (ack), or never readable (dead-letter). */
@@ -109,10 +112,12 @@ export class ConsumerWorker<T> {
   #scheduled = false;
   #stopping = false;
   readonly stats: WorkerStats = { handled: 0, batches: 0, retries: 0, deadLettered: 0 };
+  readonly #failures: MistakeLog;
 
   constructor(spec: WorkerSpec<T>, deps: WorkerDeps) {
     this.#spec = spec;
     this.#deps = deps;
+    this.#failures = new MistakeLog(deps.log, 10_000, `${spec.name}: batches failed and will be retried`);
     this.#js = jetstream(deps.nc);
   }
 
@@ -229,8 +234,11 @@ export class ConsumerWorker<T> {
       if (decision.kind === "retry") {
         const attempt = Math.max(...batch.map((d) => d.attempts));
         const delayMs = decision.delayMs ?? backoffDelay(attempt, this.#spec.backoff);
-        const level = err instanceof NatterError && !err.temporary && err.code !== "UNAVAILABLE" ? "error" : "warn";
-        log[level]({ err, worker: this.#spec.name, stream: batch[0]!.stream, seq: batch[0]!.seq, count: batch.length, attempt, retryInMs: delayMs }, `${this.#spec.name}: failed; will retry`);
+        if (err instanceof NatterError && !err.temporary && err.code !== "UNAVAILABLE") {
+          log.error({ err, worker: this.#spec.name, stream: batch[0]!.stream, seq: batch[0]!.seq, count: batch.length, attempt, retryInMs: delayMs }, `${this.#spec.name}: failed; will retry`);
+        } else {
+          this.#failures.note(err instanceof NatterError ? err.code : ((err as Error | undefined)?.name ?? "Error"), err);
+        }
       }
       outcomes = batch.map(() => (decision.kind === "retry" ? { kind: "retry", delayMs: decision.delayMs } : decision));
     }
@@ -336,6 +344,7 @@ export class ConsumerWorker<T> {
     this.#queues.clear();
     this.#ready.clear();
     this.#active.clear();
+    this.#failures.flush();
   }
 }
 
