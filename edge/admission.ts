@@ -169,7 +169,7 @@ export class EdgeAdmission implements HelloSlots {
     let n = 0;
     while (n < this.#waiting.length && now - this.#waiting[n]!.since >= HELLO_WAIT_MS) n++;
     // Out of line first: their times are reserved after the hellos that still wait.
-    for (const w of this.#waiting.splice(0, n)) w.resolve(this.#busy());
+    for (const w of this.#waiting.splice(0, n)) w.resolve(w.gone() ? CLOSING : this.#busy());
   }
 
   #slot(): HelloSlot {
