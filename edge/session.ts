@@ -6,11 +6,12 @@
 // first (buffering), then the inbox is replayed after the device's cursor, then the buffer is
 // drained; a live item whose previous sequence is newer than `last` triggers a gap fill first.
 //
-// States: hello (waiting for the first frame) → starting (token verified, catching up; frames
-// that arrive wait) → live → closed. Nothing a client sends runs before the session is live.
+// States: hello (waiting for the first frame) → starting (waiting for a hello slot, token
+// verified, catching up; frames that arrive wait) → live → closed. Nothing a client sends runs
+// before the session is live.
 //
-// Limits (limits.ts, admission.ts): a hello takes one of the edge's hello slots or is told when
-// to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
+// Limits (limits.ts, admission.ts): a hello waits in line for one of the edge's hello slots or is
+// told when to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
 // socket's in-flight slots (frames waiting for welcome included) and is charged to its user's
 // budget before it runs.
 import type { WebSocket, RawData } from "ws";
