@@ -35,14 +35,16 @@
 // within 2 s counts as not ready), and GET /discovery every second (discovery_missing: answers
 // without the edge, its registration lapsed; discovery_failed: no answer within 2 s). The kernel's
 // ListenOverflows counter (/proc/net/netstat, every socket of the network namespace: run nothing
-// else) says how many connections found the edge's listen queue full (listen_overflows). Devices
-// heartbeat every welcome.heartbeatMs, as the SDK does.
+// else) says how many connections found the edge's listen queue full (listen_overflows). The CPU
+// natter's process (all its threads) and its nats-server used from the storm's start to its end
+// (cpu_natter_s, cpu_nats_s: user + system) says what the storm cost whatever else ran on the
+// machine. Devices heartbeat every welcome.heartbeatMs, as the SDK does.
 // After the last device is caught up the bench listens 2 s more for late duplicates.
 //
 // Last line (times in ms from the storm's start, RSS in MB):
 //   storm: clients=… resumed=… missed_each=… p50_ms=… p99_ms=… max_ms=… retried=… errors=… peak_rss_mb=… retried_clients=… not_ready=…
 //     readyz_samples=… readyz_max_ms=… discovery_missing=… discovery_failed=… rss_before_mb=… peak_nats_rss_mb=…
-//     log_warn=… log_error=… listen_overflows=…   (one line)
+//     log_warn=… log_error=… listen_overflows=… cpu_natter_s=… cpu_nats_s=…   (one line)
 // How to read it: done means resumed = clients and errors = 0 (every missed message delivered once
 // and in order), not_ready = 0 and discovery_missing = 0 (the edge stayed ready and registered),
 // and peak_rss_mb bounded (rss_before_mb is natter before the storm: the difference is what the
@@ -56,7 +58,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { type BenchNode, rssKb, startBenchNode } from "./support.ts";
+import { type BenchNode, CLK_TCK, cpuTicks, rssKb, startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -596,6 +598,7 @@ async function main(): Promise<number> {
 
     // ---- the storm ----
     const overflowsBefore = listenOverflows();
+    const cpuBefore = { natter: cpuTicks(node.pid), nats: cpuTicks(natsPid) };
     const watch = new Watch(node, natsPid);
     const stormT0 = performance.now();
     for (let i = 0; i < CLIENTS; i++) {
@@ -617,6 +620,8 @@ async function main(): Promise<number> {
     await watch.stop();
     for (const c of clients) c.stop();
     const overflows = listenOverflows() - overflowsBefore;
+    const cpuS = (ticks: number) => (ticks / CLK_TCK).toFixed(1);
+    const cpu = { natter: cpuS(cpuTicks(node.pid) - cpuBefore.natter), nats: cpuS(cpuTicks(natsPid) - cpuBefore.nats) };
 
     const times = Float64Array.from(clients.filter((c) => c.done).map((c) => c.doneAt)).sort();
     const r0 = (x: number) => (Number.isNaN(x) ? "NaN" : x.toFixed(0));
@@ -635,7 +640,8 @@ async function main(): Promise<number> {
       `storm: clients=${CLIENTS} resumed=${tally.resumed} missed_each=${MISSED} p50_ms=${r0(pct(times, 0.5))} p99_ms=${r0(pct(times, 0.99))} ` +
         `max_ms=${r0(times[times.length - 1] ?? Number.NaN)} retried=${tally.retried} errors=${tally.errors} peak_rss_mb=${Math.round(watch.peakRssKb / 1024)} ` +
         `retried_clients=${tally.retriedClients} not_ready=${watch.notReady} readyz_samples=${watch.readyzSamples} readyz_max_ms=${r0(watch.readyzMaxMs)} discovery_missing=${watch.discoveryMissing} discovery_failed=${watch.discoveryFailed} ` +
-        `rss_before_mb=${Math.round(rssBefore / 1024)} peak_nats_rss_mb=${Math.round(watch.peakNatsRssKb / 1024)} log_warn=${logWarn} log_error=${logError} listen_overflows=${overflows}\n`,
+        `rss_before_mb=${Math.round(rssBefore / 1024)} peak_nats_rss_mb=${Math.round(watch.peakNatsRssKb / 1024)} log_warn=${logWarn} log_error=${logError} listen_overflows=${overflows} ` +
+        `cpu_natter_s=${cpu.natter} cpu_nats_s=${cpu.nats}\n`,
     );
     const wrong = [
       tally.resumed < CLIENTS && `${CLIENTS - tally.resumed} devices not caught up`,
