@@ -56,7 +56,7 @@ class FakeInbox implements InboxReader {
   async *read(_user: string, after: number, until: number): AsyncGenerator<InboxItem> {
     for (const seq of [...this.items.keys()].sort((a, b) => a - b)) {
       if (seq <= after || seq > until) continue;
-      yield { seq, entry: this.items.get(seq)! };
+      yield { seq, data: encodeJson(this.items.get(seq)!) };
       this.onRead?.(seq);
     }
   }

@@ -17,10 +17,10 @@
 import type { WebSocket, RawData } from "ws";
 import { asNatterError, CLOSE, type CloseKind, type Logger, NatterError } from "../core/index.ts";
 import type { DeviceHandle } from "../presence/index.ts";
-import { decodePrev, type InboxEntry } from "../streams/index.ts";
+import { decodePrev } from "../streams/index.ts";
 import { verifyToken } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
-import { inboxFrame, liveFrame } from "./frames.ts";
+import { liveFrame } from "./frames.ts";
 import { handleFrame, type FrameContext } from "./handlers.ts";
 import { SocketLimits } from "./limits.ts";
 import { ClientFrame, FrameError, HelloFrame, PROTOCOL_VERSION, decodeFrame, validateFrame, type ServerFrame } from "./protocol.ts";
@@ -390,7 +390,7 @@ export class DeviceSession implements FrameContext {
     for await (const item of this.services.inbox.read(this.#user, this.#last, until, chain)) {
       if (this.#state === "closed") return;
       await this.#drain();
-      this.#deliver(item.seq, item.entry);
+      this.#deliver(item.seq, item.data);
     }
   }
 
@@ -406,9 +406,10 @@ export class DeviceSession implements FrameContext {
     }
   }
 
-  #deliver(seq: number, e: InboxEntry): void {
+  /** A stored item, framed like a live one (a message's frame spliced from its bytes). */
+  #deliver(seq: number, data: Uint8Array): void {
     if (seq <= this.#last) return;
-    if (this.#sendText(JSON.stringify(inboxFrame(seq, e)))) this.#last = seq;
+    if (this.#sendText(liveFrame(seq, data))) this.#last = seq;
   }
 
   /** A live item is encoded once for all devices of its user on this edge (the frame is the same). */

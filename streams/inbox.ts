@@ -8,7 +8,8 @@ import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 export interface InboxItem {
   /** Inbox stream sequence: the device cursor after this item. */
   seq: number;
-  entry: InboxEntry;
+  /** The stored entry's bytes (JSON of an InboxEntry, written by the fan-out from a validated event). */
+  data: Uint8Array;
 }
 
 export interface InboxBounds {
@@ -175,7 +176,7 @@ export async function* readInbox(
     }
   }
   for (const seq of [...wanted].filter(inRange).sort((a, b) => a - b)) {
-    yield { seq, entry: parseInboxEntry(got.get(seq)!.data) };
+    yield { seq, data: got.get(seq)!.data };
   }
 }
 
@@ -203,7 +204,7 @@ async function exact(requests: JetStreamRequests, stream: string, seq: number): 
  * written before chains. The server scans the other users' entries in between.
  */
 async function* scanInbox(jsm: JetStreamManager, stream: string, subject: string, afterSeq: number, untilSeq: number): AsyncGenerator<InboxItem> {
-  for await (const sm of scanStored(jsm, stream, subject, afterSeq, untilSeq)) yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+  for await (const sm of scanStored(jsm, stream, subject, afterSeq, untilSeq)) yield { seq: sm.seq, data: sm.data };
 }
 
 /** Stored messages on `subject` with afterSeq < seq ≤ untilSeq, in order; at most `most` of them. */
