@@ -38,12 +38,11 @@
 //   mix: clients=… deliveries_per_s=… half_load_msgs_per_s=… p50_ms=… p99_ms=… lost=… dups=… cpu_node=… cpu_nats=… rss_kb_per_conn=…
 // Exit 1 with one line on stderr when natter does not start, a delivery was lost, duplicated, out
 // of order or misaddressed (after the summary line), or the run passes --timeout-s.
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { type BenchNode, rssKb, startBenchNode } from "./support.ts";
+import { type BenchNode, CLK_TCK, cpuTicks, rssKb, startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -83,20 +82,6 @@ function openFileLimit(): number {
   return !m || m[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(m[1]);
 }
 
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** utime + stime of a process, all its threads, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
-}
 
 // ---- bookkeeping ----
 

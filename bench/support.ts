@@ -1,10 +1,11 @@
 // What the benchmarks share: a single-node natter started as its own process on free ports in a
 // temp folder (so its RSS is its own), stopped with SIGINT like a user's Ctrl-C.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { createInterface } from "node:readline";
 import { REPO_ROOT } from "../config/index.ts";
 
 export async function freePort(): Promise<number> {
@@ -23,6 +24,22 @@ export function rssKb(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/** Clock ticks per second (utime and stime in /proc are counted in them). */
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process, all its threads, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]);
+}
+
 export function rssMb(pid: number): number {
   return Math.round(rssKb(pid) / 1024);
 }
@@ -30,6 +47,8 @@ export function rssMb(pid: number): number {
 export interface BenchNode {
   url: string;
   natsUrl: string;
+  /** The workers' HTTP server (GET /metrics, /readyz). */
+  workersUrl: string;
   pid: number;
   /** The embedded nats-server's pid (natter writes it to <NATTER_DATA_DIR>/nats/nats-server.pid). */
   natsPid(): number;
@@ -39,8 +58,9 @@ export interface BenchNode {
 /**
  * `natter start --dev` with `env` (NATTER_* settings) over bench defaults; waits for /readyz. The
  * defaults turn the daily quota off: a benchmark's few senders send a day's worth in seconds.
+ * `onLogLine`: natter's log (JSON lines on its stdout) goes there instead of to this process's.
  */
-export async function startBenchNode(env: Record<string, string> = {}): Promise<BenchNode> {
+export async function startBenchNode(env: Record<string, string> = {}, opts: { onLogLine?: (line: string) => void } = {}): Promise<BenchNode> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "natter-bench-"));
   const [edge, nats, mon, workers] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const proc = spawn(process.execPath, ["--import", "tsx", "bin/natter.ts", "start", "--dev"], {
@@ -59,8 +79,12 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
       NATTER_QUOTA__STORED_BYTES_PER_DAY: "0",
       ...env,
     },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", opts.onLogLine ? "pipe" : "inherit", "inherit"],
   });
+  if (opts.onLogLine && proc.stdout) {
+    const onLine = opts.onLogLine;
+    createInterface({ input: proc.stdout, crlfDelay: Number.POSITIVE_INFINITY }).on("line", onLine);
+  }
   const exited = new Promise((r) => proc.once("exit", r));
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGINT");
@@ -79,5 +103,5 @@ export async function startBenchNode(env: Record<string, string> = {}): Promise<
     await new Promise((r) => setTimeout(r, 200));
   }
   const natsPid = () => Number(readFileSync(path.join(dir, "nats", "nats-server.pid"), "utf8").trim());
-  return { url, natsUrl: `nats://127.0.0.1:${nats}`, pid: proc.pid!, natsPid, stop };
+  return { url, natsUrl: `nats://127.0.0.1:${nats}`, workersUrl: `http://127.0.0.1:${workers}`, pid: proc.pid!, natsPid, stop };
 }

@@ -201,6 +201,12 @@ const EdgeSchema = z.strictObject({
   enabled: bool().default(true),
   host: z.string().default("127.0.0.1"),
   port: int(0, 65535).default(8080),
+  /**
+   * Connections the kernel holds for the edge until it accepts them (the listen backlog; Linux
+   * caps it at net.core.somaxconn). Past it a connection waits for the client's SYN retries (1 s,
+   * 3 s, 7 s, …): a reconnect storm overflowed Node's default of 511.
+   */
+  listenBacklog: int(1, 65_535).default(4096),
   region: z.string().default("local"),
   /** Largest WebSocket frame accepted (bytes). */
   maxPayloadBytes: int(256, 1024 * 1024).default(64 * 1024),
@@ -231,7 +237,10 @@ const EdgeSchema = z.strictObject({
   maxConnections: int(0, 10_000_000).default(0),
   /** Sockets from one remote address that have not said hello yet (0: no cap; behind a proxy, raise it or set 0). */
   maxPendingPerAddress: int(0, 1_000_000).default(100),
-  /** Hellos handled at once (token, subscriptions, catch-up); one more is closed 4503 with a jittered retry hint. */
+  /**
+   * Hellos handled at once (token, subscriptions, catch-up). More wait for a slot, in order, up to
+   * 4 s; one that would wait longer is closed 4503 with a retry hint (a time reserved for it).
+   */
   maxHellosInProgress: int(1, 100_000).default(128),
   /**
    * Conversations one user may be a member of (1:1 and groups); opening, creating or being added

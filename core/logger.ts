@@ -45,14 +45,16 @@ export function silentLogger(): Logger {
 /**
  * Client mistakes (bad frames, bad tokens, oversize messages) are a client's problem, not the
  * server's: each is counted by code, and the counts are logged at warn at most once per
- * interval, so no client can flood the log. Refusals under load are counted the same way
- * (another `what`).
+ * interval, so no client can flood the log. Refusals under load, and temporary failures that
+ * thousands of clients can meet at once (NATS slow in a reconnect storm), are counted the same
+ * way (another `what`), with the first cause of each interval as an example.
  */
 export class MistakeLog {
   readonly #log: Logger;
   readonly #intervalMs: number;
   readonly #what: string;
   #counts = new Map<string, number>();
+  #example: unknown;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(log: Logger, intervalMs = 10_000, what = "client mistakes (bad frames, bad tokens)") {
@@ -61,8 +63,10 @@ export class MistakeLog {
     this.#what = what;
   }
 
-  note(code: string): void {
+  /** Counts one `code`; `example`: a cause to show (the first of the interval is logged). */
+  note(code: string, example?: unknown): void {
     this.#counts.set(code, (this.#counts.get(code) ?? 0) + 1);
+    if (example !== undefined) this.#example ??= example;
     this.#timer ??= setTimeout(() => this.flush(), this.#intervalMs).unref();
   }
 
@@ -72,7 +76,9 @@ export class MistakeLog {
     this.#timer = undefined;
     if (this.#counts.size === 0) return;
     const counts = Object.fromEntries(this.#counts);
+    const example = this.#example;
     this.#counts = new Map();
-    this.#log.warn({ counts, intervalMs: this.#intervalMs }, `${this.#what} in the last interval`);
+    this.#example = undefined;
+    this.#log.warn({ counts, intervalMs: this.#intervalMs, ...(example === undefined ? {} : { err: example }) }, `${this.#what} in the last interval`);
   }
 }

@@ -1,5 +1,6 @@
-// The frames a device receives for its inbox items: built from a stored entry (replay, gap fill),
-// or spliced from a live item's bytes (the hot path: one encoding per item for all devices).
+// The frames a device receives for its inbox items: a text message's frame spliced from the stored
+// entry's bytes (live items: one encoding for all devices; replays and gap fills: no parsing), any
+// other entry parsed and built.
 import { NatterError } from "../core/index.ts";
 import { parseInboxEntry, type InboxEntry } from "../streams/index.ts";
 import type { ServerFrame } from "./protocol.ts";
@@ -23,7 +24,7 @@ export function inboxFrame(seq: number, e: InboxEntry): ServerFrame {
 const MSG_ENTRY_PREFIX = Buffer.from('{"v":1,"type":"msg",');
 
 /**
- * The device frame of a live inbox item, as the bytes of a text frame. A text message's frame is
+ * The device frame of an inbox item (live, or read back for a replay), as the bytes of a text frame. A text message's frame is
  * its inbox entry without `v` and with the cursor, so it is spliced from the stored bytes instead
  * of decoded, parsed, validated and re-encoded for every connected user (the fan-out wrote the
  * entry from a validated event; edge/frames.test.ts checks both paths give the same frame), and

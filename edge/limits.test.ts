@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { NatterError } from "../core/index.ts";
 import { silentLogger } from "../core/logger.ts";
-import { EdgeAdmission } from "./admission.ts";
+import { EdgeAdmission, type HelloSlot, type Refusal } from "./admission.ts";
 import { FRAME_COSTS, TokenBucket, UserBudgets } from "./limits.ts";
 
 /** How many frames of `type` the user's budget on this edge grants before RATE_LIMITED. */
@@ -114,11 +114,64 @@ describe("EdgeAdmission", () => {
     expect(a.open("1.1.1.1")).toBeUndefined();
   });
 
-  it("bounds hellos in progress", () => {
-    const a = new EdgeAdmission(edge, silentLogger(), { fileLimit: 100_000 });
-    expect(a.startHello()).toBe(true);
-    expect(a.startHello()).toMatchObject({ message: expect.stringMatching(/busy/) });
-    a.helloEnd();
-    expect(a.startHello()).toBe(true);
+  it("bounds hellos in progress: the next ones wait for a slot, in order; one whose socket closed gives up its place", async () => {
+    const a = new EdgeAdmission(edge, silentLogger(), { fileLimit: 100_000, sweepMs: 0 });
+    const first = await a.startHello();
+    expect("end" in first).toBe(true);
+    const got: string[] = [];
+    let thirdGone = false;
+    const waiters = (["second", "third", "fourth"] as const).map((name) =>
+      a.startHello(name === "third" ? () => thirdGone : undefined).then((r) => {
+        got.push(`${name}: ${"end" in r ? "slot" : "refused"}`);
+        return r;
+      }),
+    );
+    expect(a.waiting).toBe(3);
+    thirdGone = true;
+    (first as HelloSlot).end();
+    const second = (await waiters[0]) as HelloSlot;
+    expect(got).toEqual(["second: slot"]);
+    second.end();
+    second.end(); // twice is once
+    const fourth = await waiters[2];
+    expect(got).toEqual(["second: slot", "third: refused", "fourth: slot"]);
+    expect(a.waiting).toBe(0);
+    (fourth as HelloSlot).end();
+    expect("end" in (await a.startHello())).toBe(true);
+  });
+
+  it("tells a hello that waited 4 s for a slot when to come back", async () => {
+    let now = 0;
+    const a = new EdgeAdmission(edge, silentLogger(), { fileLimit: 100_000, sweepMs: 0, now: () => now, random: () => 0.5 });
+    await a.startHello();
+    const waiter = a.startHello();
+    now = 3999;
+    a.sweep();
+    expect(a.waiting).toBe(1);
+    now = 4000;
+    a.sweep();
+    expect(await waiter).toMatchObject({ message: expect.stringMatching(/busy/), retryAfterMs: expect.any(Number) });
+    expect((await waiter as Refusal).retryAfterMs).toBeGreaterThanOrEqual(500);
+  });
+
+  it("refuses at once a hello that would wait more than 4 s at the rate hellos finish, and spaces the refused at that rate", async () => {
+    let now = 0;
+    const a = new EdgeAdmission({ ...edge, maxHellosInProgress: 2 }, silentLogger(), { fileLimit: 100_000, sweepMs: 0, now: () => now, random: () => 0.5 });
+    const slots = [(await a.startHello()) as HelloSlot, (await a.startHello()) as HelloSlot];
+    // Busy: a hello finishes every 10 ms while others wait.
+    for (let i = 0; i < 20; i++) {
+      const next = a.startHello();
+      now += 10;
+      slots.shift()!.end();
+      slots.push((await next) as HelloSlot);
+    }
+    // A crowd: 400 wait (4 s at 10 ms each), the next are told to come back 10 ms apart, after them.
+    const crowd = Array.from({ length: 400 }, () => a.startHello());
+    expect(a.waiting).toBe(400);
+    const refused = [(await a.startHello()) as Refusal, (await a.startHello()) as Refusal, (await a.startHello()) as Refusal];
+    expect(refused.map((r) => r.retryAfterMs)).toEqual([4010, 4020, 4030]);
+    expect(a.waiting).toBe(400);
+    a.close();
+    await Promise.all(crowd);
   });
 });

@@ -91,6 +91,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   let registration: EdgeRegistration | undefined;
   const sessions = new Set<DeviceSession>();
   const mistakes = new MistakeLog(log);
+  const failures = new MistakeLog(log, 10_000, "temporary failures told to clients (they retry)");
   const admission = new EdgeAdmission(config, log);
   const services: SessionServices = {
     directory: deps.directory,
@@ -109,6 +110,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
     typing: new TypingFeeds(deps.nc, deps.topology, log),
     log,
     mistakes,
+    failures,
     budgets: new UserBudgets(config),
     hellos: admission,
   };
@@ -140,7 +142,7 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
   const edge: Edge = {
     app,
     async listen() {
-      const url = await app.listen({ host: config.host, port: config.port });
+      const url = await app.listen({ host: config.host, port: config.port, backlog: config.listenBacklog });
       id ||= defaultEdgeId(Number(new URL(url).port));
       if (deps.discovery) {
         registration = await deps.discovery.registry.register({
@@ -164,10 +166,12 @@ export async function createEdge(deps: EdgeDeps): Promise<Edge> {
       await edge.drain();
       unwatchRevocations();
       for (const s of sessions) s.close("GOING_AWAY");
+      admission.close();
       await app.close();
       await registration?.close();
       await deps.presence?.devices.close();
       mistakes.flush();
+      failures.flush();
       admission.flush();
     },
     connections: () => sessions.size,

@@ -87,6 +87,8 @@ export interface SessionServices {
   mistakes: MistakeLog;
   /** Each user's daily quota of sends (absent: none). */
   quota?: SendQuota | undefined;
+  /** Temporary failures told to clients (UNAVAILABLE, TIMEOUT): counted, logged at warn at most once per interval. */
+  failures: MistakeLog;
   /** The per-user budgets of this edge: every frame is charged to its user. */
   budgets: UserBudgets;
   /** Hellos in progress on this edge: bounded (admission.ts). */

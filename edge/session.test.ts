@@ -4,6 +4,7 @@
 // the token's life on the socket (expiry notice, grace, refresh, revocation).
 // Long (≈430 lines): the fakes at the top serve every case of the one state machine.
 import { EventEmitter } from "node:events";
+import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../config/index.ts";
 import { NatterError } from "../core/errors.ts";
@@ -57,7 +58,7 @@ class FakeInbox implements InboxReader {
   async *read(_user: string, after: number, until: number): AsyncGenerator<InboxItem> {
     for (const seq of [...this.items.keys()].sort((a, b) => a - b)) {
       if (seq <= after || seq > until) continue;
-      yield { seq, entry: this.items.get(seq)! };
+      yield { seq, data: encodeJson(this.items.get(seq)!) };
       this.onRead?.(seq);
     }
   }
@@ -95,8 +96,9 @@ function open(overrides: Partial<SessionServices> = {}, edge: Record<string, unk
     typing: { attach: () => () => {}, publish: () => {} },
     log: silentLogger(),
     mistakes: new MistakeLog(silentLogger()),
+    failures: new MistakeLog(silentLogger()),
     budgets: new UserBudgets(config),
-    hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000 }),
+    hellos: new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000, sweepMs: 0 }),
     ...overrides,
   } as unknown as SessionServices;
   const session = new DeviceSession(ws as unknown as SessionSocket, services);
@@ -240,6 +242,33 @@ describe("DeviceSession", () => {
     expect(session.state).toBe("live");
   });
 
+  it("a replay NATS cannot serve in time is a temporary UNAVAILABLE, then 4503 (the device resumes from its cursor); logged at warn once per interval, never at error", async () => {
+    const lines: { level: number; msg: string; counts?: Record<string, number> }[] = [];
+    const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const failures = new MistakeLog(log);
+    const devices = Array.from({ length: 3 }, () => open({ log, failures }));
+    for (const { inbox } of devices) {
+      inbox.add(3, 5, 8);
+      const read = inbox.read.bind(inbox);
+      inbox.read = async function* (user, after, until) {
+        for await (const item of read(user, after, until)) {
+          yield item;
+          if (item.seq === 5) throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: new Error("timeout") });
+        }
+      };
+    }
+    for (const { ws } of devices) await hello(ws, 3);
+    for (const { ws } of devices) await until(() => ws.closedWith !== undefined);
+    for (const { ws } of devices) {
+      expect(ws.sent.map((f) => f.code ?? f.type)).toEqual(["welcome", "msg", "UNAVAILABLE"]);
+      expect(ws.sent[2]).toMatchObject({ temporary: true });
+      expect(ws.closedWith).toBe(4503);
+    }
+    expect(lines).toEqual([]); // nothing yet: counted
+    failures.flush();
+    expect(lines).toMatchObject([{ level: 40, counts: { "UNAVAILABLE: inbox unavailable": 3 } }]);
+  });
+
   it("answers a first frame that is not a hello with one error and 4400", async () => {
     const { ws } = open();
     ws.frame({ type: "ping" });
@@ -347,24 +376,32 @@ describe("DeviceSession's token", () => {
 });
 
 describe("DeviceSession limits", () => {
-  it("past edge.maxHellosInProgress tells the client when to retry (jittered) and closes 4503; the slot frees when the hello ends", async () => {
-    const first = open({}, { maxHellosInProgress: 1 });
+  it("past edge.maxHellosInProgress a hello waits for the slot; one that waited too long is told when to retry and closed 4503; the slot frees when the hello ends", async () => {
+    let now = 0;
+    const config = loadConfig({ env: {}, overrides: { edge: { maxHellosInProgress: 1 } } }).edge;
+    const hellos = new EdgeAdmission(config, silentLogger(), { fileLimit: 100_000, sweepMs: 0, now: () => now, random: () => 0 });
+    const first = open({ hellos }, { maxHellosInProgress: 1 });
     const release = gated(first.inbox);
     await hello(first.ws);
     await until(() => first.session.state === "starting");
     const second = openBeside(first.services);
     await hello(second.ws, undefined, "tablet");
+    await until(() => hellos.waiting === 1);
+    expect(second.ws.sent).toEqual([]);
+    now += 4000; // it waited HELLO_WAIT_MS
+    hellos.sweep();
     await until(() => second.ws.closedWith !== undefined);
     expect(second.ws.closedWith).toBe(4503);
     expect(second.ws.sent).toHaveLength(1);
     expect(second.ws.sent[0]).toMatchObject({ type: "error", code: "UNAVAILABLE", temporary: true });
     expect(second.ws.sent[0]!.retryAfterMs).toBeGreaterThanOrEqual(500);
-    expect(second.ws.sent[0]!.retryAfterMs).toBeLessThanOrEqual(1500);
-    release();
-    await until(() => first.session.state === "live");
     const third = openBeside(first.services);
     await hello(third.ws, undefined, "laptop");
+    await until(() => hellos.waiting === 1);
+    release();
+    await until(() => first.session.state === "live");
     await until(() => third.session.state === "live");
+    expect(third.ws.sent[0]).toMatchObject({ type: "welcome" });
   });
 
   it("refuses the (N+1)th connection of a user with TOO_MANY_CONNECTIONS and 4503, counting devices online elsewhere", async () => {

@@ -8,11 +8,12 @@
 // first (buffering), then the inbox is replayed after the device's cursor, then the buffer is
 // drained; a live item whose previous sequence is newer than `last` triggers a gap fill first.
 //
-// States: hello (waiting for the first frame) → starting (token verified, catching up; frames
-// that arrive wait) → live → closed. Nothing a client sends runs before the session is live.
+// States: hello (waiting for the first frame) → starting (waiting for a hello slot, token
+// verified, catching up; frames that arrive wait) → live → closed. Nothing a client sends runs
+// before the session is live.
 //
-// Limits (limits.ts, admission.ts): a hello takes one of the edge's hello slots or is told when
-// to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
+// Limits (limits.ts, admission.ts): a hello waits in line for one of the edge's hello slots or is
+// told when to retry; a user past `edge.maxConnectionsPerUser` is refused; every frame holds one of the
 // socket's in-flight slots (frames waiting for welcome included) and is charged to its user's
 // budget before it runs.
 //
@@ -23,10 +24,10 @@
 import type { WebSocket, RawData } from "ws";
 import { asNatterError, CLOSE, type CloseKind, type Logger, NatterError } from "../core/index.ts";
 import type { DeviceHandle } from "../presence/index.ts";
-import { decodePrev, type InboxEntry } from "../streams/index.ts";
+import { decodePrev } from "../streams/index.ts";
 import { authenticate, type TokenClaims, tokenDeadlineMs } from "./auth.ts";
 import type { LiveItem } from "./feeds.ts";
-import { inboxFrame, liveFrame } from "./frames.ts";
+import { liveFrame } from "./frames.ts";
 import { handleFrame, type FrameContext } from "./handlers.ts";
 import { SocketLimits } from "./limits.ts";
 import { revoked } from "./revocations.ts";
@@ -172,11 +173,15 @@ export class DeviceSession implements FrameContext {
     return true;
   }
 
+  /**
+   * An error frame. INTERNAL (a bug) is logged at error with its cause; UNAVAILABLE and TIMEOUT
+   * (NATS or the store slow or away: every client can meet them at once) are counted and logged
+   * at warn at most once per interval.
+   */
   #sendError(err: unknown, ref?: string): void {
     const e = asNatterError(err);
-    if (e.code === "INTERNAL" || e.code === "UNAVAILABLE" || e.code === "TIMEOUT") {
-      this.#log.error({ err: e.cause ?? e, user: this.#user, device: this.#device }, e.message);
-    }
+    if (e.code === "INTERNAL") this.#log.error({ err: e.cause ?? e, user: this.#user, device: this.#device }, e.message);
+    else if (e.code === "UNAVAILABLE" || e.code === "TIMEOUT") this.services.failures.note(`${e.code}: ${e.message}`, e.cause ?? e);
     this.reply({ type: "error", ref, ...e.toClient() });
   }
 
@@ -273,16 +278,17 @@ export class DeviceSession implements FrameContext {
       return;
     }
     clearTimeout(this.#helloTimer);
-    const slot = this.services.hellos.startHello();
-    if (slot !== true) {
+    // Frames behind the hello wait (in flight) while it waits for a slot, as while it is handled.
+    this.#state = "starting";
+    const slot = await this.services.hellos.startHello(() => this.#state === "closed");
+    if (!("end" in slot)) {
       this.#refuse(new NatterError("UNAVAILABLE", slot.message, { retryAfterMs: slot.retryAfterMs }));
       return;
     }
-    this.#state = "starting";
     try {
-      await this.#handshake(hello);
+      if (this.#state === "starting") await this.#handshake(hello);
     } finally {
-      this.services.hellos.helloEnd();
+      slot.end();
     }
   }
 
@@ -451,7 +457,7 @@ export class DeviceSession implements FrameContext {
     for await (const item of this.services.inbox.read(this.#user, this.#last, until, chain)) {
       if (this.#state === "closed") return;
       await this.#drain();
-      this.#deliver(item.seq, item.entry);
+      this.#deliver(item.seq, item.data);
     }
   }
 
@@ -467,9 +473,10 @@ export class DeviceSession implements FrameContext {
     }
   }
 
-  #deliver(seq: number, e: InboxEntry): void {
+  /** A stored item, framed like a live one (a message's frame spliced from its bytes). */
+  #deliver(seq: number, data: Uint8Array): void {
     if (seq <= this.#last) return;
-    if (this.#sendText(JSON.stringify(inboxFrame(seq, e)))) this.#last = seq;
+    if (this.#sendText(liveFrame(seq, data))) this.#last = seq;
   }
 
   /** A live item is encoded once for all devices of its user on this edge (the frame is the same). */
@@ -491,7 +498,8 @@ export class DeviceSession implements FrameContext {
         this.#deliverLive(item);
       }
     } catch (err) {
-      this.#log.warn({ err }, "delivery failed; closing so the device resumes from its cursor");
+      // The device resumes from its cursor.
+      this.#sendError(err);
       this.close("UNAVAILABLE");
     } finally {
       this.#pumping = false;

@@ -5,7 +5,8 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { silentLogger } from "../core/logger.ts";
+import { pino } from "pino";
+import { type Logger, silentLogger } from "../core/logger.ts";
 import { useNats } from "../test/harness/nats.ts";
 import { deadLetterStreamConfig, upsertStream } from "./topology.ts";
 import { ConsumerWorker, type Decoded, type Delivery, type WorkerSpec } from "./worker.ts";
@@ -44,8 +45,8 @@ const decode = (m: { data: Uint8Array }): Decoded<Item> => {
   }
 };
 
-function worker(spec: Partial<WorkerSpec<Item>> & Pick<WorkerSpec<Item>, "sources" | "handle">): ConsumerWorker<Item> {
-  return new ConsumerWorker<Item>({ name: "fanout", decode, backoff: { baseMs: 20, maxMs: 100 }, ...spec }, { nc, log: silentLogger() });
+function worker(spec: Partial<WorkerSpec<Item>> & Pick<WorkerSpec<Item>, "sources" | "handle">, log: Logger = silentLogger()): ConsumerWorker<Item> {
+  return new ConsumerWorker<Item>({ name: "fanout", decode, backoff: { baseMs: 20, maxMs: 100 }, ...spec }, { nc, log });
 }
 
 async function ackFloor(stream: string): Promise<number> {
@@ -81,6 +82,34 @@ describe("ConsumerWorker", () => {
     } finally {
       await w.stop();
     }
+  });
+
+  it("logs batches that keep failing for a while (NATS slow for many keys) in one warn line per interval, with the count and a cause", async () => {
+    const src = await source();
+    const lines: { level: number; msg: string; counts?: Record<string, number>; err?: { message: string } }[] = [];
+    const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    let failuresLeft = 30;
+    const done = new Set<string>();
+    const w = worker(
+      {
+        sources: [{ stream: src.stream, consumer: "c" }],
+        key: (i) => i.key,
+        handle: async (batch: readonly Delivery<Item>[]) => {
+          if (failuresLeft > 0) {
+            failuresLeft--;
+            throw new Error("no answer from JetStream in time");
+          }
+          for (const d of batch) done.add(d.value.key);
+        },
+      },
+      log,
+    );
+    for (let k = 0; k < 10; k++) await js.publish(src.subject(`k${k}`), JSON.stringify({ key: `k${k}`, n: 0 }));
+    await w.start();
+    await expect.poll(() => done.size, { timeout: 10_000 }).toBe(10);
+    expect(lines).toEqual([]); // 30 failures, counted
+    await w.stop();
+    expect(lines).toMatchObject([{ level: 40, counts: { Error: 30 }, err: { message: "no answer from JetStream in time" } }]);
   });
 
   it("acks nothing before its handler succeeded; an unkeyed failure goes back to JetStream (nak) and comes again", async () => {

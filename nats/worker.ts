@@ -16,10 +16,13 @@
 //   comes back first and in order, instead of after ack_wait behind newer messages;
 // - on stop, lets running batches finish and hands the rest back (nak) for the next process;
 // - for a replayable worker (dead-letter.ts), also pulls its replays from the REPLAY stream, each
-//   taken as the original message (its stream, sequence and subject), so it is handled as that one.
+//   taken as the original message (its stream, sequence and subject), so it is handled as that one;
+// - logs a batch that failed for a while (NATS or the store slow or away: thousands of keys can
+//   fail at once, each retry) in one warn line per 10 s with the counts and one cause; one that
+//   cannot succeed as it is (a NatterError neither temporary nor UNAVAILABLE) at error, each.
 import { jetstream, type ConsumerMessages, type DeliveryInfo, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type Logger, type Metrics, NatterError } from "../core/index.ts";
+import { type Logger, type Metrics, MistakeLog, NatterError } from "../core/index.ts";
 import { deadLetter, isReplayable, replayOrigin, type DeadLetterWorker, type Origin } from "./dead-letter.ts";
 import { names } from "./subjects.ts";
 
@@ -122,10 +125,12 @@ export class ConsumerWorker<T> {
   #scheduled = false;
   #stopping = false;
   readonly stats: WorkerStats = { handled: 0, batches: 0, retries: 0, deadLettered: 0 };
+  readonly #failures: MistakeLog;
 
   constructor(spec: WorkerSpec<T>, deps: WorkerDeps) {
     this.#spec = spec;
     this.#deps = deps;
+    this.#failures = new MistakeLog(deps.log, 10_000, `${spec.name}: batches failed and will be retried`);
     this.#js = jetstream(deps.nc);
   }
 
@@ -252,8 +257,11 @@ export class ConsumerWorker<T> {
       if (decision.kind === "retry") {
         const attempt = Math.max(...batch.map((d) => d.attempts));
         const delayMs = decision.delayMs ?? backoffDelay(attempt, this.#spec.backoff);
-        const level = err instanceof NatterError && !err.temporary && err.code !== "UNAVAILABLE" ? "error" : "warn";
-        log[level]({ err, worker: this.#spec.name, stream: batch[0]!.stream, seq: batch[0]!.seq, count: batch.length, attempt, retryInMs: delayMs }, `${this.#spec.name}: failed; will retry`);
+        if (err instanceof NatterError && !err.temporary && err.code !== "UNAVAILABLE") {
+          log.error({ err, worker: this.#spec.name, stream: batch[0]!.stream, seq: batch[0]!.seq, count: batch.length, attempt, retryInMs: delayMs }, `${this.#spec.name}: failed; will retry`);
+        } else {
+          this.#failures.note(err instanceof NatterError ? err.code : ((err as Error | undefined)?.name ?? "Error"), err);
+        }
       }
       outcomes = batch.map(() => (decision.kind === "retry" ? { kind: "retry", delayMs: decision.delayMs } : decision));
     }
@@ -360,6 +368,7 @@ export class ConsumerWorker<T> {
     this.#queues.clear();
     this.#ready.clear();
     this.#active.clear();
+    this.#failures.flush();
   }
 }
 

@@ -2,14 +2,15 @@
 // the test every second): one write at connect, then at most one per ttl/2 however often the
 // device heartbeats; the key lives until ttl after the last heartbeat; a leave removes it at once.
 import { describe, expect, it, onTestFinished } from "vitest";
-import { silentLogger } from "../core/logger.ts";
+import { pino } from "pino";
+import { type Logger, silentLogger } from "../core/logger.ts";
 import { DevicePresence } from "./device-presence.ts";
 import { MemoryPresence } from "./memory-presence.ts";
 import type { PresenceStore, Touch } from "./store.ts";
 
 const TTL_MS = 30_000;
 
-function setup(opts: { failTouches?: number } = {}) {
+function setup(opts: { failTouches?: number; log?: Logger } = {}) {
   const mem = new MemoryPresence({ ttlMs: TTL_MS });
   onTestFinished(() => mem.close());
   let now = 1_000_000;
@@ -33,7 +34,7 @@ function setup(opts: { failTouches?: number } = {}) {
     users: (u) => mem.users(u),
     setUser: (u, s, p) => mem.setUser(u, s, p),
   };
-  const devices = new DevicePresence({ store, log: silentLogger(), now: () => now, tickMs: 0 });
+  const devices = new DevicePresence({ store, log: opts.log ?? silentLogger(), now: () => now, tickMs: 0 });
   let lastTick = now;
   return {
     mem,
@@ -147,6 +148,19 @@ describe("DevicePresence write rule", () => {
     h.beat();
     await advance(0);
     expect(touches.map((t) => t - touches[0]!)).toEqual([0, 1000]); // the tick retried
+  });
+
+  it("failed writes of many devices (NATS too slow for all of them) make one warn line per interval, not one per write", async () => {
+    const lines: { level: number; msg: string; counts?: Record<string, number>; err?: { message: string } }[] = [];
+    const log = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const { devices, touches, advance } = setup({ failTouches: 600, log });
+    for (let i = 0; i < 200; i++) devices.connect(`u${i}`, "d");
+    await advance(1000); // the tick retries each
+    await advance(1000); // and again
+    expect(touches).toHaveLength(600);
+    expect(lines).toEqual([]); // counted, not logged one by one
+    await devices.close();
+    expect(lines).toMatchObject([{ level: 40, counts: { touch: 600 }, err: { message: "NATS is down" } }]);
   });
 
   it.each([1, 42, 1234, 99_991, 2_024_113])("with a 2 s TTL, jittered heartbeats and slow writes, the key never lapses while the device heartbeats (seed %i)", async (first) => {

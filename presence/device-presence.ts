@@ -12,12 +12,14 @@
 //     late by up to about 2·ttl/3 causes no offline flicker; a late or jittery device costs at
 //     most one write per heartbeat.
 //   - a failed write is tried again after a second at the earliest (on a heartbeat or a tick).
+//     Failures are counted and logged at warn once per 10 s: when NATS is slow (a reconnect storm)
+//     every device's write can fail at once, each second.
 // Every write makes the key live until ttl after the device's last heartbeat (in whole seconds,
 // rounded down), so a device that stops heartbeating is offline within ttl of its last one.
 //
 // A device's operations run one after another (a chain per device), so a leave never overtakes
 // the write before it. Several sockets of one device on this edge share one entry.
-import type { Logger } from "../core/index.ts";
+import { type Logger, MistakeLog } from "../core/index.ts";
 import type { PresenceStore } from "./store.ts";
 
 export interface DeviceHandle {
@@ -61,7 +63,7 @@ export interface DevicePresenceOptions {
 
 export class DevicePresence {
   readonly #store: PresenceStore;
-  readonly #log: Logger;
+  readonly #failures: MistakeLog;
   readonly #now: () => number;
   readonly #ttl: number;
   readonly #interval: number;
@@ -75,7 +77,7 @@ export class DevicePresence {
 
   constructor(opts: DevicePresenceOptions) {
     this.#store = opts.store;
-    this.#log = opts.log;
+    this.#failures = new MistakeLog(opts.log, 10_000, "presence writes failed (a touch is retried within a second; a failed leave's key expires within the TTL)");
     this.#now = opts.now ?? Date.now;
     this.#ttl = opts.store.ttlMs;
     this.#interval = this.#ttl / 2;
@@ -162,7 +164,7 @@ export class DevicePresence {
         const t = await this.#store.touch(e.user, e.device, e.revision, ttlMs);
         e.revision = t.revision;
       } catch (err) {
-        this.#log.warn({ err, user: e.user, device: e.device }, "presence write failed; retrying within a second");
+        this.#failures.note("touch", err);
         // Retry within a second (on the next heartbeat or tick), not after a whole interval.
         e.coveredBeat = before.coveredBeat;
         e.expiresAt = before.expiresAt;
@@ -180,7 +182,7 @@ export class DevicePresence {
       this.writes++;
       await this.#store.leave(e.user, e.device, e.revision);
     } catch (err) {
-      this.#log.warn({ err, user: e.user, device: e.device }, "presence leave failed; the key expires within the TTL");
+      this.#failures.note("leave", err);
     }
   }
 
@@ -200,5 +202,6 @@ export class DevicePresence {
   async close(): Promise<void> {
     clearInterval(this.#timer);
     await this.settle();
+    this.#failures.flush();
   }
 }

@@ -1,5 +1,7 @@
-import { describe, expect, it } from "vitest";
-import { rankEdges, type EdgeInfo } from "./edges.ts";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { silentLogger } from "../core/logger.ts";
+import { EdgeRegistry, rankEdges, type EdgeInfo } from "./edges.ts";
 
 const edge = (id: string, region: string, connections: number, capacity = 100, draining = false): EdgeInfo => ({
   id,
@@ -31,5 +33,38 @@ describe("rankEdges", () => {
     const ties = [edge("b", "eu", 1), edge("a", "eu", 1), edge("c", "eu", 1)];
     expect(rankEdges(ties, "eu", 2).map((e) => e.id)).toEqual(["a", "b"]);
     expect(rankEdges([], "eu", 3)).toEqual([]);
+  });
+});
+
+describe("EdgeRegistry.register", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("refreshes every ttl/3, and a refresh that failed again after a second, so slow answers do not let the entry expire", async () => {
+    vi.useFakeTimers({ now: 0 });
+    const writes: number[] = [];
+    let failures = 0;
+    const js = {
+      publish: async () => {
+        writes.push(Date.now());
+        if (failures > 0) {
+          failures--;
+          throw new Error("timeout");
+        }
+        return { seq: writes.length };
+      },
+    } as unknown as JetStreamClient;
+    const registry = new EdgeRegistry({ js, jsm: {} as JetStreamManager, ttlSec: 15, log: silentLogger() });
+    const self = { id: "e1", url: "http://e1", region: "eu", capacity: 10, connections: () => 0, draining: () => false, healthy: async () => true };
+    const registration = await registry.register(self);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(writes).toEqual([0, 5000]);
+    failures = 2; // NATS too slow for the next two
+    await vi.advanceTimersByTimeAsync(5000);
+    await vi.advanceTimersByTimeAsync(2000);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(writes).toEqual([0, 5000, 10_000, 11_000, 12_000, 17_000]);
+    await registration.close();
   });
 });

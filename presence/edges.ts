@@ -1,5 +1,7 @@
 // Service discovery: each edge registers itself in the KV bucket `edges` under its id, with a
-// per-key TTL, and refreshes the entry every ttl/3 while it is healthy. A graceful shutdown first
+// per-key TTL, and refreshes the entry every ttl/3 while it is healthy; a refresh that fails (NATS
+// slow in a reconnect storm) is tried again after a second, not a whole ttl/3 later, so a few
+// slow answers cannot let the entry expire. A graceful shutdown first
 // marks it draining, then removes it; a killed edge's entry expires within the TTL. Any edge
 // answers GET /discovery from the bucket: the best edges for a client, ranked by rankEdges.
 import { JetStreamError, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
@@ -135,24 +137,38 @@ export class EdgeRegistry {
     };
     const refresh = (): Promise<void> => (writing = writing.catch(() => undefined).then(() => (closed ? undefined : write())));
     await refresh();
+    const every = (ttlSec * 1000) / 3;
     let unhealthy = false;
-    const timer = setInterval(() => {
-      void (async () => {
-        const ok = await self.healthy().catch(() => false);
-        if (!ok) {
-          if (!unhealthy) log.warn({ edge: self.id }, "edge not ready: discovery registration not refreshed (it expires)");
-          unhealthy = true;
-          return;
-        }
-        unhealthy = false;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    /** One refresh; resolves to when the next one is due (ms). */
+    const tick = async (): Promise<number> => {
+      const ok = await self.healthy().catch(() => false);
+      if (!ok) {
+        if (!unhealthy) log.warn({ edge: self.id }, "edge not ready: discovery registration not refreshed (it expires)");
+        unhealthy = true;
+        return every;
+      }
+      unhealthy = false;
+      try {
         await refresh();
-      })().catch((err: unknown) => log.warn({ err, edge: self.id }, "edge registration refresh failed"));
-    }, (ttlSec * 1000) / 3);
-    timer.unref();
+        return every;
+      } catch (err) {
+        log.warn({ err, edge: self.id, retryInMs: Math.min(RETRY_MS, every) }, "edge registration refresh failed");
+        return Math.min(RETRY_MS, every);
+      }
+    };
+    const schedule = (ms: number) => {
+      if (stopped) return;
+      timer = setTimeout(() => void tick().then(schedule), ms);
+      timer.unref();
+    };
+    schedule(every);
     return {
       refresh,
       close: async () => {
-        clearInterval(timer);
+        stopped = true;
+        clearTimeout(timer);
         await writing.catch(() => undefined);
         closed = true;
         const h = headers();
@@ -165,6 +181,9 @@ export class EdgeRegistry {
     };
   }
 }
+
+/** How soon a failed refresh is tried again (ms; at most ttl/3). */
+const RETRY_MS = 1000;
 
 /** How long an edge's removal tombstone and expiry markers stay in the `edges` bucket (seconds). */
 export const EDGE_TOMBSTONE_TTL_S = 60;

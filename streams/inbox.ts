@@ -8,7 +8,8 @@ import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 export interface InboxItem {
   /** Inbox stream sequence: the device cursor after this item. */
   seq: number;
-  entry: InboxEntry;
+  /** The stored entry's bytes (JSON of an InboxEntry, written by the fan-out from a validated event). */
+  data: Uint8Array;
 }
 
 export interface InboxBounds {
@@ -55,6 +56,8 @@ export interface InboxIo {
 
 /** Exact reads in flight at once while catching a device up. */
 const READS_IN_FLIGHT = 32;
+/** Entries read per direct-get batch of a scan by subject. */
+const SCAN_BATCH = 256;
 /** Past this many items a catch-up reads by scanning (items are gathered in memory before they are sent). */
 const MAX_CHAINED_ITEMS = 5000;
 
@@ -81,8 +84,11 @@ export async function* readInbox(
   const inRange = (s: number) => s > afterSeq && s <= untilSeq;
   const got = new Map<number, StoredMsg>();
   const wanted = new Set<number>();
-  /** Stretches (lo, hi] to scan by subject. */
-  const scans: [number, number][] = [];
+  /**
+   * Stretches (lo, hi] to scan by subject, with how many of the user's entries each holds at most:
+   * the `pending` count of the list that left the gap, or Infinity (before chains, a broken link).
+   */
+  const scans: [lo: number, hi: number, most: number][] = [];
   const read = async (seq: number): Promise<StoredMsg | null> => {
     const sm = await exact(io.requests, stream, seq);
     if (sm === null || sm.subject !== subject) return null;
@@ -105,10 +111,10 @@ export async function* readInbox(
   }
   for (;;) {
     if (list === undefined) {
-      scans.push([afterSeq, owner - 1]); // an entry from before chains: scan below it
+      scans.push([afterSeq, owner - 1, Number.POSITIVE_INFINITY]); // an entry from before chains: scan below it
       break;
     }
-    if (list.pending > 0) scans.push([list.seqs[0] ?? afterSeq, owner - 1]);
+    if (list.pending > 0) scans.push([list.seqs[0] ?? afterSeq, owner - 1, list.pending]);
     let reached = false;
     for (const s of list.seqs) {
       if (s <= afterSeq) {
@@ -120,7 +126,7 @@ export async function* readInbox(
     const oldest = list.seqs[list.seqs.length - 1];
     if (reached || (!list.open && list.seqs.length < CHAIN_LENGTH)) break; // the cursor, or the user's first entry
     if (list.open || oldest === undefined) {
-      scans.push([afterSeq, (oldest ?? owner) - 1]);
+      scans.push([afterSeq, (oldest ?? owner) - 1, Number.POSITIVE_INFINITY]);
       break;
     }
     if (wanted.size > MAX_CHAINED_ITEMS) {
@@ -129,7 +135,7 @@ export async function* readInbox(
     }
     const entry = await read(oldest);
     if (entry === null) {
-      scans.push([afterSeq, oldest - 1]);
+      scans.push([afterSeq, oldest - 1, Number.POSITIVE_INFINITY]);
       break;
     }
     list = decodePrev(entry.header.get(PREV_HEADER) || undefined);
@@ -146,15 +152,23 @@ export async function* readInbox(
   }
   const gapOf = (sm: StoredMsg) => {
     const l = decodePrev(sm.header.get(PREV_HEADER) || undefined);
-    if (l !== undefined && l.pending > 0) scans.push([l.seqs[0] ?? afterSeq, sm.seq - 1]);
+    if (l !== undefined && l.pending > 0) scans.push([l.seqs[0] ?? afterSeq, sm.seq - 1, l.pending]);
   };
   for (const s of wanted) gapOf(got.get(s)!);
+  // Entries sent close together (a group's burst, pipelined by the fan-out) each leave a gap that
+  // a later entry's list usually covers: a stretch is scanned only when it may hold an entry that
+  // is not known yet, and only for as many entries as it can hold.
+  let known: number[] = [];
+  const knownIn = (from: number, to: number) => {
+    if (known.length !== wanted.size) known = [...wanted].sort((a, b) => a - b);
+    return firstAbove(known, to) - firstAbove(known, from);
+  };
   for (let k = 0; k < scans.length; k++) {
-    const [lo, hi] = scans[k]!;
+    const [lo, hi, most] = scans[k]!;
     const from = Math.max(lo, afterSeq);
     const to = Math.min(hi, untilSeq);
-    if (to <= from) continue;
-    for await (const sm of scanStored(io.jsm, stream, subject, from, to)) {
+    if (to <= from || knownIn(from, to) >= most) continue;
+    for await (const sm of scanStored(io.jsm, stream, subject, from, to, most)) {
       if (wanted.has(sm.seq)) continue;
       wanted.add(sm.seq);
       got.set(sm.seq, sm);
@@ -162,8 +176,19 @@ export async function* readInbox(
     }
   }
   for (const seq of [...wanted].filter(inRange).sort((a, b) => a - b)) {
-    yield { seq, entry: parseInboxEntry(got.get(seq)!.data) };
+    yield { seq, data: got.get(seq)!.data };
   }
+}
+
+/** The index of the first element of ascending `xs` above `x`. */
+function firstAbove(xs: readonly number[], x: number): number {
+  let [lo, hi] = [0, xs.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 async function exact(requests: JetStreamRequests, stream: string, seq: number): Promise<StoredMsg | null> {
@@ -179,13 +204,22 @@ async function exact(requests: JetStreamRequests, stream: string, seq: number): 
  * written before chains. The server scans the other users' entries in between.
  */
 async function* scanInbox(jsm: JetStreamManager, stream: string, subject: string, afterSeq: number, untilSeq: number): AsyncGenerator<InboxItem> {
-  for await (const sm of scanStored(jsm, stream, subject, afterSeq, untilSeq)) yield { seq: sm.seq, entry: parseInboxEntry(sm.data) };
+  for await (const sm of scanStored(jsm, stream, subject, afterSeq, untilSeq)) yield { seq: sm.seq, data: sm.data };
 }
 
-/** Stored messages on `subject` with afterSeq < seq ≤ untilSeq, in order. */
-async function* scanStored(jsm: JetStreamManager, stream: string, subject: string, afterSeq: number, untilSeq: number, batch = 256): AsyncGenerator<StoredMsg> {
+/** Stored messages on `subject` with afterSeq < seq ≤ untilSeq, in order; at most `most` of them. */
+async function* scanStored(
+  jsm: JetStreamManager,
+  stream: string,
+  subject: string,
+  afterSeq: number,
+  untilSeq: number,
+  most = Number.POSITIVE_INFINITY,
+): AsyncGenerator<StoredMsg> {
+  const batch = Math.min(SCAN_BATCH, most);
   let next = afterSeq + 1;
-  while (next <= untilSeq) {
+  let left = most;
+  while (next <= untilSeq && left > 0) {
     let got = 0;
     let it: AsyncIterable<StoredMsg>;
     try {
@@ -198,13 +232,17 @@ async function* scanStored(jsm: JetStreamManager, stream: string, subject: strin
         got++;
         if (sm.seq > untilSeq) return;
         next = sm.seq + 1;
+        left--;
         yield sm;
+        if (left <= 0) return;
       }
     } catch (err) {
       // No item of this user after `next` (only other users' items follow in the shard): the
       // batch answers 404 "message not found" rather than an empty batch.
       if (got === 0 && (err as { code?: unknown }).code === 404) return;
-      throw err;
+      // A batch that stopped coming (the server busy past the request's deadline) is temporary:
+      // the device is told so and resumes from its cursor.
+      throw err instanceof NatterError ? err : new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
     }
     if (got < batch) return;
   }

@@ -1,6 +1,8 @@
 // An edge at its connection cap, as a process with a small open-file limit: natter reads the
 // limit and logs the cap at start, refuses the next socket with a retry hint and 4503, and stays
 // healthy (/readyz and /metrics answer).
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnNatter, type NatterProcess } from "./support/natter-process.ts";
@@ -33,7 +35,24 @@ function open(): Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; clo
   });
 }
 
+/** The listen backlog of the socket listening on `port`, as the kernel reports it (`ss`: Send-Q of a listener). */
+function listenBacklog(port: number): number | undefined {
+  try {
+    const line = execFileSync("ss", ["-ltnH", `sport = :${port}`], { encoding: "utf8" }).trim().split("\n")[0];
+    return line ? Number(line.split(/\s+/)[2]) : undefined;
+  } catch {
+    return undefined; // no `ss` here
+  }
+}
+
 describe("an edge at its connection cap", () => {
+  it("listens with edge.listenBacklog (4096), as far as net.core.somaxconn allows", () => {
+    const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+    const backlog = listenBacklog(Number(new URL(natter.url).port));
+    if (backlog === undefined) return; // the kernel's view needs `ss`
+    expect(backlog).toBe(Math.min(4096, somaxconn));
+  });
+
   it("logs the open-file limit and the cap it leaves at start", () => {
     expect(natter.logLines().find((l) => l.msg === "edge connection cap")).toMatchObject({ openFileLimit: OPEN_FILES, maxSockets: CAP });
   });

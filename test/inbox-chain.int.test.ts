@@ -95,6 +95,23 @@ describe("inbox chains", () => {
     expect((await catchUp("ch_dave", scanned[10]!, last)).seqs).toEqual(scanned.slice(11));
   });
 
+  it("a catch-up after a burst of pipelined appends scans only the newest entry's gap, whose entries no list names", async () => {
+    const chains = new InboxChains(requests);
+    const cursor = await append(chains, "ch_gina");
+    // A group's burst as the fan-out writes it: 20 appends to one user sent before any answer,
+    // so each lists the entry before the burst and counts the ones in flight (pending 0…19).
+    const burst = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 4 === 3 ? append(chains, "ch_hank") : append(chains, "ch_gina"))));
+    const mine = burst.filter((_, i) => i % 4 !== 3);
+    const last = mine[mine.length - 1]!;
+    const pendings = await Promise.all(mine.map(async (seq) => decodePrev((await requests.directGet(inboxStreamOf(t, "ch_gina"), { seq }))!.header.get(PREV_HEADER))!.pending));
+    expect(pendings.filter((p) => p > 0).length).toBeGreaterThan(1);
+    const got = await catchUp("ch_gina", cursor, last);
+    expect(got.seqs).toEqual(mine);
+    expect(got.scans).toBeLessThanOrEqual(1);
+    // From the middle of the burst too.
+    expect(await catchUp("ch_gina", mine[7]!, last)).toEqual({ seqs: mine.slice(8), scans: expect.any(Number) });
+  });
+
   it("finds entries written before chains by scanning, and only for them", async () => {
     const legacy: number[] = [];
     for (let i = 0; i < 5; i++) legacy.push((await js.publish(inboxSubject(t, "ch_erin"), entry("ch_erin"))).seq);
