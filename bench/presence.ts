@@ -9,7 +9,6 @@
 //   presence: devices=… ttl_s=… heartbeat_s=… kv_writes_per_device_per_min=…
 import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { WebSocket } from "ws";
 import { names, scanFiltered } from "../nats/index.ts";
 import { startBenchNode } from "./support.ts";
@@ -95,7 +94,7 @@ async function keys(jsm: JetStreamManager): Promise<{ live: number; gone: number
 
 async function main(): Promise<void> {
   const node = await startBenchNode({ NATTER_PRESENCE__TTL_SEC: String(TTL_S) });
-  const nc = await connect({ servers: node.natsUrl });
+  const nc = await node.opsConnect();
   const devices: Device[] = [];
   try {
     const jsm = await jetstreamManager(nc);

@@ -6,6 +6,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { connect, type NatsConnection, nkeyAuthenticator } from "@nats-io/transport-node";
 import { REPO_ROOT } from "../config/index.ts";
 
 export async function freePort(): Promise<number> {
@@ -52,6 +53,8 @@ export interface BenchNode {
   pid: number;
   /** The embedded nats-server's pid (natter writes it to <NATTER_DATA_DIR>/nats/nats-server.pid). */
   natsPid(): number;
+  /** A NATS connection as the ops identity (the seed natter generated in its data folder). */
+  opsConnect(): Promise<NatsConnection>;
   stop(): Promise<void>;
 }
 
@@ -103,5 +106,10 @@ export async function startBenchNode(env: Record<string, string> = {}, opts: { o
     await new Promise((r) => setTimeout(r, 200));
   }
   const natsPid = () => Number(readFileSync(path.join(dir, "nats", "nats-server.pid"), "utf8").trim());
-  return { url, natsUrl: `nats://127.0.0.1:${nats}`, workersUrl: `http://127.0.0.1:${workers}`, pid: proc.pid!, natsPid, stop };
+  const natsUrl = `nats://127.0.0.1:${nats}`;
+  const opsConnect = () => {
+    const seed = readFileSync(path.join(dir, "nats", "auth", "ops.nk"), "utf8").trim();
+    return connect({ servers: natsUrl, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)), noAsyncTraces: true });
+  };
+  return { url, natsUrl, workersUrl: `http://127.0.0.1:${workers}`, pid: proc.pid!, natsPid, opsConnect, stop };
 }
