@@ -58,7 +58,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { type BenchNode, CLK_TCK, cpuTicks, rssKb, startBenchNode } from "./support.ts";
+import { type BenchNode, CLK_TCK, cpuTicks, devToken, openFileLimit, pooled, rssKb, startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -98,12 +98,6 @@ const STOP_MARGIN_MS = 20_000;
 const NODE_ENV = { NATTER_EDGE__MAX_PENDING_PER_ADDRESS: "0" };
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-/** The soft limit on open files (`ulimit -n`): natter and the bench each hold a descriptor per socket. */
-function openFileLimit(): number {
-  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-  return !m || m[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(m[1]);
-}
-
 /** The kernel's count of connections dropped because a listen queue was full (all sockets of this network namespace). */
 function listenOverflows(): number {
   try {
@@ -133,21 +127,6 @@ type Frame = {
   id?: number;
   dup?: boolean;
 };
-
-async function devToken(url: string, user: string): Promise<string> {
-  const r = await fetch(`${url}/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
-  if (!r.ok) throw new Error(`POST /dev/token answered ${r.status}`);
-  return ((await r.json()) as { token: string }).token;
-}
-
-/** fn(0…n-1), at most `width` at a time. */
-async function pooled(n: number, width: number, fn: (k: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < n) await fn(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, n) }, lane));
-}
 
 // ---- natter's log ----
 

@@ -113,3 +113,26 @@ export async function startBenchNode(env: Record<string, string> = {}, opts: { o
   };
   return { url, natsUrl, workersUrl: `http://127.0.0.1:${workers}`, pid: proc.pid!, natsPid, opsConnect, stop };
 }
+
+/** The soft limit on open files (`ulimit -n`): natter and the bench each hold a descriptor per socket. */
+export function openFileLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+  return !m || m[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(m[1]);
+}
+
+/** A dev token for `user` (POST /dev/token: natter started with --dev). */
+export async function devToken(url: string, user: string): Promise<string> {
+  const r = await fetch(`${url}/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user }) });
+  if (!r.ok) throw new Error(`POST /dev/token answered ${r.status}`);
+  return ((await r.json()) as { token: string }).token;
+}
+
+/** fn(0…n-1), at most `width` at a time. */
+export async function pooled(n: number, width: number, fn: (k: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < n) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, n) }, lane));
+}
+
