@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { loadConfig } from "../config/index.ts";
-import { encodeJson, ensureTopology, inboxStreamOf, inboxSubject, JetStreamRequests, stableHash, topologyOf } from "../nats/index.ts";
+import { directBatch, encodeJson, ensureTopology, inboxStreamOf, inboxSubject, JetStreamRequests, stableHash, topologyOf } from "../nats/index.ts";
 import { readInbox } from "../streams/index.ts";
 import { InboxChains } from "../streams/inbox-chain.ts";
 import { startNats } from "../test/harness/nats.ts";
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     };
     const scan = async (u: string) => {
       let n = 0;
-      const it = await jsm.direct.getBatch(inboxStreamOf(t, u), { seq: cursors.get(u)! + 1, next_by_subj: inboxSubject(t, u), batch: 256 });
+      const it = await directBatch(jsm, inboxStreamOf(t, u), { seq: cursors.get(u)! + 1, next_by_subj: inboxSubject(t, u), batch: 256 });
       for await (const _ of it) n++;
       if (n !== MISSED) throw new Error(`${u}: scanned ${n} items, not ${MISSED}`);
     };

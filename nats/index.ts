@@ -7,6 +7,7 @@ export { encodeJson, decodeJson, decodeJsonOrUndefined } from "./codec.ts";
 export { isWrongLastSequence, isNotFound, isStreamFull } from "./errors.ts";
 export { compareAndSet } from "./cas.ts";
 export { kvOperation, scanFiltered } from "./jetstream.ts";
+export { directBatch } from "./direct.ts";
 export { JetStreamRequests, type Ack } from "./requests.ts";
 export { connectRole } from "./connection.ts";
 export { deployAuthorization, inboxPrefix, NATS_IDENTITY_ROLES, passwordVariable, renderAuthorization, type NatsIdentityRole, type NatsRole } from "./permissions.ts";

@@ -2,6 +2,7 @@
 // scan of a stream's messages by subject filter.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
+import { directBatch } from "./direct.ts";
 import { isNotFound } from "./errors.ts";
 
 
@@ -31,7 +32,7 @@ export async function* scanFiltered(
   for (let p = 0; p < opts.maxPages; p++) {
     let n = 0;
     try {
-      const it = await jsm.direct.getBatch(stream, { seq, next_by_subj: filter, batch: opts.page });
+      const it = await directBatch(jsm, stream, { seq, next_by_subj: filter, batch: opts.page });
       for await (const sm of it) {
         n++;
         seq = sm.seq + 1;

@@ -8,7 +8,7 @@ import { JetStreamError, type JetStreamClient, type JetStreamManager } from "@na
 import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { type Logger, NatterError } from "../core/index.ts";
-import { decodeJsonOrUndefined, edgeKey, encodeJson, kvKeySubject, names } from "../nats/index.ts";
+import { decodeJsonOrUndefined, directBatch, edgeKey, encodeJson, kvKeySubject, names } from "../nats/index.ts";
 
 const EdgeInfoSchema = z.object({
   id: z.string(),
@@ -104,7 +104,7 @@ export class EdgeRegistry {
   async #read(): Promise<EdgeInfo[]> {
     const out: EdgeInfo[] = [];
     try {
-      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: [names.kvStreamSubjects(names.edgesBucket)] });
+      const it = await directBatch(this.#o.jsm, this.#stream, { multi_last: [names.kvStreamSubjects(names.edgesBucket)] });
       for await (const sm of it) {
         if (sm.header?.has("Nats-Marker-Reason") || sm.header?.has("KV-Operation")) continue; // expired or removed
         const parsed = EdgeInfoSchema.safeParse(decodeJsonOrUndefined(sm.data));

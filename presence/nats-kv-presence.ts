@@ -11,7 +11,7 @@ import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jets
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { checkId, type Logger, NatterError } from "../core/index.ts";
-import { ConsumerWorker, decodeJson, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered, type SourceMsg } from "../nats/index.ts";
+import { ConsumerWorker, decodeJson, directBatch, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, presenceDeviceKey, presenceDevicesFilter, presenceKeyParts, scanFiltered, type SourceMsg } from "../nats/index.ts";
 import type { ChangeFeed, DeviceChange, PresenceStore, Touch, UserPresence, UserRecord } from "./store.ts";
 
 const TIMEOUT_MS = 5000;
@@ -190,7 +190,7 @@ export class NatsKvPresence implements PresenceStore {
       for (let i = 0; i < unique.length; i += PAGE) {
         const bySubject = new Map(unique.slice(i, i + PAGE).map((u) => [kvKeySubject(names.presenceUsersBucket, u), u]));
         try {
-          const it = await this.#jsm.direct.getLastMessagesFor(this.#usersStream, { multi_last: [...bySubject.keys()] });
+          const it = await directBatch(this.#jsm, this.#usersStream, { multi_last: [...bySubject.keys()] });
           for await (const sm of it) {
             const user = bySubject.get(sm.subject);
             if (user === undefined || kvOperation(sm.header) !== "PUT") continue;

@@ -9,7 +9,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { z } from "zod";
 import { checkId, type Logger, NatterError } from "../core/index.ts";
-import { decodeJsonOrUndefined, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../nats/index.ts";
+import { decodeJsonOrUndefined, directBatch, encodeJson, isNotFound, isWrongLastSequence, kvKeySubject, kvOperation, names, pushSubscriptionKey, pushSubscriptionsFilter } from "../nats/index.ts";
 import { checkTargetUrl, type TargetPolicy } from "./targets.ts";
 
 const TIMEOUT_MS = 5000;
@@ -193,7 +193,7 @@ export class PushSubscriptions {
     const prefix = filter.slice(0, -1);
     const out: Subscription[] = [];
     try {
-      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: [filter] });
+      const it = await directBatch(this.#o.jsm, this.#stream, { multi_last: [filter] });
       for await (const sm of it) {
         if (kvOperation(sm.header) !== "PUT" || !sm.subject.startsWith(prefix)) continue;
         const parsed = SubscriptionValue.safeParse(decodeJsonOrUndefined(sm.data));
@@ -231,7 +231,7 @@ export class PushSubscriptions {
     const fresh = new Set<string>();
     const prefix = kvKeySubject(names.pushSubscriptionsBucket, "");
     try {
-      const it = await this.#o.jsm.direct.getLastMessagesFor(this.#stream, { multi_last: ask.map((u) => pushSubscriptionsFilter(u)) });
+      const it = await directBatch(this.#o.jsm, this.#stream, { multi_last: ask.map((u) => pushSubscriptionsFilter(u)) });
       for await (const sm of it) {
         if (kvOperation(sm.header) !== "PUT") continue;
         const user = sm.subject.slice(prefix.length).split(".")[0];

@@ -4,7 +4,7 @@
 // read state (the conversation stream drops events after its max age; the bucket keeps the last
 // value of every key). Writes merge — membership by event id, read state by maximum — with
 // compare-and-set on the key, so redeliveries and concurrent writers converge to the same value.
-import { compareAndSet, decodeJson, encodeJson, kvKeySubject, names, scanFiltered, userConversationKey, userConversationsFilter } from "../nats/index.ts";
+import { compareAndSet, decodeJson, directBatch, encodeJson, kvKeySubject, names, scanFiltered, userConversationKey, userConversationsFilter } from "../nats/index.ts";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { z } from "zod";
 import { NatterError } from "../core/index.ts";
@@ -143,7 +143,7 @@ export class ConversationIndex {
     const subjects = [...bySubject.keys()];
     for (let i = 0; i < subjects.length; i += MULTI_LAST_CHUNK) {
       try {
-        const it = await this.#jsm.direct.getLastMessagesFor(this.#stream(), { multi_last: subjects.slice(i, i + MULTI_LAST_CHUNK) });
+        const it = await directBatch(this.#jsm, this.#stream(), { multi_last: subjects.slice(i, i + MULTI_LAST_CHUNK) });
         for await (const sm of it) {
           const user = bySubject.get(sm.subject);
           const entry = parseEntry(sm);

@@ -3,7 +3,7 @@
 // list, and the last event is the current membership. Changes are compare-and-set on that
 // subject's last sequence (`Nats-Expected-Last-Subject-Sequence`), so concurrent changes from
 // any number of edges serialize without a lock, a read-then-write race, or an owner node.
-import { compareAndSet, contactKey, type JetStreamRequests, contactsFilter, conversationStreamOf, decodeJson, encodeJson, isWrongLastSequence, kvKeySubject, membershipMsgId, membershipSubject, names, scanFiltered, type Topology } from "../nats/index.ts";
+import { compareAndSet, contactKey, contactsFilter, conversationStreamOf, decodeJson, directBatch, encodeJson, isWrongLastSequence, type JetStreamRequests, kvKeySubject, membershipMsgId, membershipSubject, names, scanFiltered, type Topology } from "../nats/index.ts";
 import { randomBytes, createHash } from "node:crypto";
 import { JetStreamApiError, JetStreamError, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { checkId, NatterError } from "../core/index.ts";
@@ -96,7 +96,7 @@ export class ConversationDirectory {
   async getAsOf(id: string, seq: number): Promise<Conversation | null> {
     const subject = membershipSubject(this.#t, id);
     try {
-      const it = await this.#jsm.direct.getLastMessagesFor(conversationStreamOf(this.#t, id), { multi_last: [subject], up_to_seq: seq });
+      const it = await directBatch(this.#jsm, conversationStreamOf(this.#t, id), { multi_last: [subject], up_to_seq: seq });
       let found: Conversation | null = null;
       for await (const sm of it) found = fromEvent(sm);
       return found;
@@ -182,7 +182,7 @@ export class ConversationDirectory {
     if (unique.length > 1000) throw new NatterError("BAD_FRAME", "at most 1000 users at once");
     const bySubject = new Map(unique.map((c) => [kvKeySubject(names.contactsBucket, contactKey(userId, c)), c]));
     try {
-      const it = await this.#jsm.direct.getLastMessagesFor(names.kvStream(names.contactsBucket), { multi_last: [...bySubject.keys()] });
+      const it = await directBatch(this.#jsm, names.kvStream(names.contactsBucket), { multi_last: [...bySubject.keys()] });
       for await (const sm of it) {
         const peer = bySubject.get(sm.subject);
         if (peer !== undefined) found.add(peer);

@@ -4,7 +4,7 @@
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/index.ts";
 import { ConversationEventSchema, type HistoryEvent } from "./messages.ts";
-import { conversationStreamOf, conversationSubject, decodeJsonOrUndefined, isNotFound, membershipSubject, type Topology } from "../nats/index.ts";
+import { conversationStreamOf, conversationSubject, decodeJsonOrUndefined, directBatch, isNotFound, membershipSubject, type Topology } from "../nats/index.ts";
 
 export interface StreamEvent {
   id: number;
@@ -39,7 +39,7 @@ export async function streamEvents(
   for (const subject of [conversationSubject(t, convId), membershipSubject(t, convId)]) {
     let it: AsyncIterable<StoredMsg>;
     try {
-      it = await jsm.direct.getBatch(stream, { seq: afterId + 1, next_by_subj: subject, batch: max });
+      it = await directBatch(jsm, stream, { seq: afterId + 1, next_by_subj: subject, batch: max });
     } catch (err) {
       if (isNotFound(err)) continue;
       throw new NatterError("UNAVAILABLE", "conversation stream unavailable", { cause: err });

@@ -1,6 +1,6 @@
 // Reading an inbox when NATS does not answer in time: what reaches the session is a temporary
 // UNAVAILABLE (the device is told to resume later), never a raw library error (INTERNAL).
-import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
+import type { BatchCallback, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../config/index.ts";
 import { NatterError } from "../core/index.ts";
@@ -9,16 +9,14 @@ import { readInbox } from "./inbox.ts";
 
 const t = topologyOf(loadConfig({ env: {} }).streams);
 
-/** nats.js's batch direct get whose subscription timed out: the iterator throws its TimeoutError. */
+/** nats.js's batch direct get whose subscription timed out: its callback is told the batch ended with a TimeoutError. */
 function timingOut(): JetStreamManager {
   const timeout = Object.assign(new Error("timeout"), { name: "TimeoutError" });
   return {
     direct: {
-      getBatch: async () =>
-        (async function* (): AsyncGenerator<StoredMsg> {
-          yield* [];
-          throw timeout;
-        })(),
+      getBatch: async (_stream: string, opts: { callback: BatchCallback<StoredMsg> }) => {
+        setTimeout(() => opts.callback({ err: timeout }, {} as StoredMsg), 1);
+      },
     },
   } as unknown as JetStreamManager;
 }

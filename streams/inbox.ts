@@ -1,7 +1,7 @@
 // Reading a user's inbox: the catch-up a device gets on reconnect, and gap fills while live.
 import type { JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { NatterError } from "../core/index.ts";
-import { decodeJson, inboxStreamOf, inboxSubject, isNotFound, type JetStreamRequests, type Topology } from "../nats/index.ts";
+import { decodeJson, directBatch, inboxStreamOf, inboxSubject, isNotFound, type JetStreamRequests, type Topology } from "../nats/index.ts";
 import { CHAIN_LENGTH, decodePrev, PREV_HEADER, type PrevList } from "./inbox-chain.ts";
 import { InboxEntrySchema, type InboxEntry } from "./messages.ts";
 
@@ -223,7 +223,7 @@ async function* scanStored(
     let got = 0;
     let it: AsyncIterable<StoredMsg>;
     try {
-      it = await jsm.direct.getBatch(stream, { seq: next, next_by_subj: subject, batch });
+      it = await directBatch(jsm, stream, { seq: next, next_by_subj: subject, batch });
     } catch (err) {
       throw new NatterError("UNAVAILABLE", "inbox unavailable", { cause: err });
     }

@@ -17,7 +17,7 @@ import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type St
 import { NatterError } from "../core/index.ts";
 import { MULTI_LAST_CHUNK, noMessage, type ConversationIndex, type IndexEntry } from "./conversation-index.ts";
 import { ConversationMessageSchema, MembershipEventSchema, ReceiptEventSchema, type MembershipEvent, type ReceiptEvent } from "./messages.ts";
-import { compareAndSet, conversationStreamOf, conversationSubject, decodeJson, encodeJson, membershipSubject, messageTtl, receiptSubject, type Topology } from "../nats/index.ts";
+import { compareAndSet, conversationStreamOf, conversationSubject, decodeJson, directBatch, encodeJson, membershipSubject, messageTtl, receiptSubject, type Topology } from "../nats/index.ts";
 
 /** Unread messages read (with payloads) per conversation to leave out the user's own. */
 const UNREAD_EXACT = 100;
@@ -89,7 +89,7 @@ export class Receipts {
     const out = new Map<string, StoredMsg>();
     for (let i = 0; i < subjects.length; i += MULTI_LAST_CHUNK) {
       try {
-        const it = await this.#jsm.direct.getLastMessagesFor(stream, { multi_last: subjects.slice(i, i + MULTI_LAST_CHUNK) });
+        const it = await directBatch(this.#jsm, stream, { multi_last: subjects.slice(i, i + MULTI_LAST_CHUNK) });
         for await (const sm of it) out.set(sm.subject, sm);
       } catch (err) {
         if (noMessage(err)) continue;
@@ -228,7 +228,7 @@ export class Receipts {
     let others = 0;
     let more = 0;
     try {
-      const it = await this.#jsm.direct.getBatch(stream, { seq: after + 1, next_by_subj: conversationSubject(this.#t, conv), batch: UNREAD_EXACT });
+      const it = await directBatch(this.#jsm, stream, { seq: after + 1, next_by_subj: conversationSubject(this.#t, conv), batch: UNREAD_EXACT });
       for await (const sm of it) {
         const m = parse(ConversationMessageSchema, sm);
         if (m && m.from !== user) others++;
