@@ -4,8 +4,18 @@
 // Streams are uploaded by this module, not by the client's putObject: for a stream of unknown size
 // putObject buffers up to ~550 MB per part, resumes any earlier unfinished upload of the same name
 // (with that upload's content type), and never settles when the source stream fails. Here a body
-// that fits in one part is one PUT; a larger one is a multipart upload of `partSize` parts, aborted
-// on any failure. Either way the object appears whole or not at all.
+// (stream or buffer) that fits in one part is one PUT; a larger one is a multipart upload of
+// `partSize` parts, aborted on any failure. Either way the object appears whole or not at all.
+//
+// The S3 actions this store uses, all on its one bucket (deploy/minio/natter-policy.json grants
+// exactly these; test/minio-policy.int.test.ts runs the conformance suite with that policy):
+//   s3:HeadBucket             bucketExists (open, ping); AWS S3 has no such action: s3:ListBucket there
+//   s3:GetObject              get, stat (HEAD), and the GETs of signedUrl's presigned URLs
+//   s3:PutObject              put: a PUT, or the multipart upload's initiate, parts and complete
+//   s3:AbortMultipartUpload   put: a failed multipart upload is aborted
+//   s3:DeleteObject           delete
+//   s3:CreateBucket           open, only when the bucket is missing (compose's minio-setup makes it)
+// With the client's region set (blobs.region), none of them asks GetBucketLocation.
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { Client, S3Error } from "minio";
@@ -35,6 +45,11 @@ function s3Code(err: unknown): string | undefined {
 function isMissing(err: unknown): boolean {
   const code = s3Code(err);
   return code === "NoSuchKey" || code === "NotFound";
+}
+
+/** A buffer as `size`-byte views (the last one shorter); nothing is copied. */
+function* slices(buf: Buffer, size: number): Generator<Buffer> {
+  for (let at = 0; at < buf.length; at += size) yield buf.subarray(at, at + size);
 }
 
 /** Presigned URLs are valid for at most 7 days (S3's limit for SigV4). */
@@ -68,8 +83,10 @@ export class S3BlobStore implements BlobStore {
       secretKey: cfg.secretKey,
       region: cfg.region,
     });
+    let step = "opening";
     try {
       if (!(await client.bucketExists(cfg.bucket))) {
+        step = "creating";
         try {
           await client.makeBucket(cfg.bucket, cfg.region);
           opts.log?.info({ bucket: cfg.bucket, region: cfg.region }, "created s3 bucket for blobs");
@@ -79,7 +96,14 @@ export class S3BlobStore implements BlobStore {
         }
       }
     } catch (err) {
-      throw unavailable(`opening bucket ${cfg.bucket}`, err);
+      if (step === "creating" && s3Code(err) === "AccessDenied") {
+        throw new NatterError(
+          "UNAVAILABLE",
+          `s3: bucket ${cfg.bucket} does not exist, and blobs.accessKey may not create it: create it (compose's minio-setup does)`,
+          { cause: err },
+        );
+      }
+      throw unavailable(`${step} bucket ${cfg.bucket}`, err);
     }
     let presigner = client;
     if (cfg.publicUrl !== undefined) {
@@ -104,7 +128,7 @@ export class S3BlobStore implements BlobStore {
     const failure: { source?: unknown } = {};
     let uploadId: string | undefined;
     try {
-      if (Buffer.isBuffer(data)) {
+      if (Buffer.isBuffer(data) && data.length <= this.#partSize) {
         await this.#client.putObject(this.#bucket, key, data, data.length, headers);
         return;
       }
@@ -118,7 +142,10 @@ export class S3BlobStore implements BlobStore {
         uploadId ??= await this.#client.initiateNewMultipartUpload(this.#bucket, key, headers);
         parts.push({ part: parts.length + 1, etag: await this.#uploadPart(key, uploadId, parts.length + 1, body) });
       };
-      for await (const chunk of blobChunks(data, meta.size, failure)) {
+      // A larger buffer goes in parts too: the client's putObject would upload it by its own
+      // multipart path, which lists the bucket's unfinished uploads first (more S3 actions).
+      const chunks = Buffer.isBuffer(data) ? slices(data, this.#partSize) : blobChunks(data, meta.size, failure);
+      for await (const chunk of chunks) {
         pending.push(chunk);
         pendingBytes += chunk.length;
         if (pendingBytes >= this.#partSize) await flushPart();

@@ -1,8 +1,9 @@
 // The production shape, checked without Docker: compose.yaml, the Dockerfile, .dockerignore and
 // the NATS cluster configs in deploy/. Every check collects its problems and compares the list
 // with [], so a failure names each thing that is wrong at once.
-// Long (≈800 lines) because it parses what Docker would (compose.yaml, the Dockerfile, the
-// nats-server configs) without Docker: each part is one describe block over the same parsed files.
+// Long (≈1,100 lines) because it parses what Docker would (compose.yaml, the Dockerfile, the
+// nats-server configs, the setup jobs' CQL and MinIO policy) without Docker: each part is one
+// describe block over the same parsed files.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -11,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { binPath, loadConfig, REPO_ROOT, type Config } from "../config/index.ts";
 import { deployAuthorization, NATS_IDENTITY_ROLES, passwordVariable } from "../nats/index.ts";
+import { cqlStatements, GRANTS_CQL, NATTER_POLICY, ROLES_CQL } from "./support/deploy.ts";
 
 const COMPOSE_FILE = "compose.yaml";
 const ROOT_NATS_CONF = "nats-server.conf";
@@ -389,6 +391,89 @@ function dependenciesOf(name: string, seen = new Set<string>()): Set<string> {
   return seen;
 }
 
+// ── credentials: who holds which secret ──────────────────────────────────────────────────────
+
+/** A name compose's variables give secrets (passwords, keys, the MinIO admin's name). */
+const SECRET_VARIABLE = /PASSWORD|SECRET|PRIVATE_KEY|ROOT_USER/;
+
+/** A service's environment as written, before substitution (list or mapping form). */
+function rawEnvironmentOf(svc: Service): Record<string, string> {
+  const raw = svc.s.environment;
+  if (Array.isArray(raw)) {
+    return Object.fromEntries(raw.map((line) => String(line)).filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  }
+  return Object.fromEntries(Object.entries(asTree(raw)).map(([k, v]) => [k, String(v ?? "")]));
+}
+
+/** The compose variables a text substitutes (`${NAME…}`, `$NAME`; not `$$`). */
+const variablesIn = (text: string) => [...text.replace(/\$\$/g, "").matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!);
+
+/** The variable of a value that is exactly one required substitution, `${NAME:?why}` or `${NAME?why}`. */
+const requiredVariable = (value: string | undefined) => /^\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}$/.exec(value ?? "")?.[1];
+
+const imageIs = (svc: Service, re: RegExp) => re.test(imageOf(svc) ?? "");
+const isOneShot = (svc: Service) => svc.s.restart === "no";
+const minioServers = services.filter((s) => imageIs(s, /(^|\/)minio\/minio:/));
+/** MinIO setup jobs: the mc client image, run once. */
+const minioJobs = services.filter((s) => imageIs(s, /(^|\/)minio\/mc:/) && isOneShot(s));
+const cassandraServers = services.filter((s) => imageIs(s, /^(docker\.io\/)?(library\/)?cassandra:/) && !isOneShot(s));
+/** Cassandra setup jobs (the cassandra image for its cqlsh, run once), by the phase their command names. */
+const cassandraJobs = services
+  .filter((s) => imageIs(s, /^(docker\.io\/)?(library\/)?cassandra:/) && isOneShot(s))
+  .map((svc) => ({ svc, phase: [...asList(svc.s.entrypoint), ...asList(svc.s.command)].map(String).at(-1) ?? "" }));
+
+/** Environment keys that may carry a secret, by kind of service; natter's come from its command. */
+function secretKeysAllowed(svc: Service): Set<string> {
+  const n = natter.find((x) => x.svc === svc);
+  if (n) {
+    const keys = ["NATTER_STORE__PASSWORD"];
+    if (n.command[0] === "start") {
+      keys.push("NATTER_AUTH__JWT_SECRET", "NATTER_BLOBS__SECRET_KEY", "NATTER_PUSH__VAPID__PRIVATE_KEY");
+      if (n.config?.edge.enabled) keys.push("NATTER_NATS__CREDENTIALS__EDGE__PASSWORD");
+      if (n.config?.workers.enabled) keys.push("NATTER_NATS__CREDENTIALS__WORKERS__PASSWORD");
+    }
+    return new Set(keys);
+  }
+  // The NATS servers read every identity's password (auth.conf) and the route's (their routes' URLs).
+  if (natsServices.includes(svc)) return new Set(Object.keys(rawEnvironmentOf(svc)).filter((k) => k.startsWith("NATS_")));
+  if (minioServers.includes(svc)) return new Set(["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"]);
+  if (minioJobs.includes(svc)) return new Set(["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_NATTER_PASSWORD"]);
+  const job = cassandraJobs.find((j) => j.svc === svc);
+  // Setting the roles' passwords needs them; granting permissions does not.
+  if (job) return new Set(job.phase === "roles" ? ["ADMIN_PASSWORD", "MIGRATE_PASSWORD", "NATTER_PASSWORD"] : ["ADMIN_PASSWORD"]);
+  return new Set();
+}
+
+/** `-Dkey=value` arguments of a command, by key. */
+const systemProperties = (svc: Service) =>
+  new Map(
+    asList(svc.s.command)
+      .map(String)
+      .flatMap((a) => (/^-D([^=]+)=(.*)$/.exec(a) ? [[a.slice(2, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] as const] : [])),
+  );
+
+/** The mounts of a service whose source is in the repository, resolved. */
+const repoMounts = (svc: Service) => mountsOf(svc).filter((m) => m.bind).map((m) => ({ ...m, file: rel(path.resolve(REPO_ROOT, m.source)) }));
+
+/** The repository file a container path comes from, through a file or folder mount. */
+function repoFileAt(svc: Service, containerPath: string): string | undefined {
+  for (const m of repoMounts(svc)) {
+    if (containerPath === m.target) return m.file;
+    if (containerPath.startsWith(`${m.target}/`)) return path.posix.join(m.file, containerPath.slice(m.target.length + 1));
+  }
+  return undefined;
+}
+
+/** The repository script a one-shot runs: its entrypoint or command names it where it is mounted. */
+const scriptOf = (svc: Service) =>
+  [...asList(svc.s.entrypoint), ...asList(svc.s.command)].map((a) => repoFileAt(svc, String(a))).find((f) => f?.endsWith(".sh"));
+
+/** What S3BlobStore asks of its bucket (persistence/s3-blob-store.ts lists which call needs which). */
+const NATTER_S3_ACTIONS = {
+  bucket: ["s3:HeadBucket"],
+  objects: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+};
+
 // ── the checks ───────────────────────────────────────────────────────────────────────────────
 
 describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
@@ -602,7 +687,9 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
     const problems: string[] = [];
     const names = new Set(services.map((s) => s.name));
     const natsUrls = natsNodes.map(({ svc, conf }) => `nats://${svc.name}:${portOf(str(conf?.listen), Number(str(conf?.port) ?? 4222))}`);
-    const first = natter.find((n) => n.config)?.config;
+    // The nodes (`start`) must agree on everything they share; `migrate` uses only the store.
+    const first = starters.find((n) => n.config)?.config;
+    const firstName = natter.find((n) => n.config === first)?.svc.name ?? "";
     const unloaded = natter.filter((n) => !n.config).map((n) => n.svc.name);
     if (unloaded.length > 0) problems.push(`cannot compare ${unloaded.join(", ")}: their settings do not pass the schema (see the test above)`);
     for (const { svc, command, config } of natter) {
@@ -610,13 +697,16 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
         problems.push(`${svc.name}: command ${JSON.stringify(command)} is not a natter command (${[...natterCommands].join(", ")})`);
       }
       if (!config || !first) continue;
+      const node = command[0] === "start";
       const servers = config.nats.servers ?? [];
-      if (servers.length === 0) problems.push(`${svc.name}: nats.servers is unset, so natter would spawn its own nats-server (there is none in the image)`);
-      for (const url of natsUrls) if (!servers.includes(url)) problems.push(`${svc.name}: nats.servers lacks ${url}`);
-      for (const url of servers) if (!natsUrls.includes(url)) problems.push(`${svc.name}: nats.servers names ${url}, which is no NATS service of compose.yaml`);
-      const r = config.streams.replicas;
-      if (r > natsServices.length || r < Math.min(3, natsServices.length)) {
-        problems.push(`${svc.name}: streams.replicas is ${r} on ${natsServices.length} NATS nodes (want ${Math.min(3, natsServices.length)})`);
+      if (node) {
+        if (servers.length === 0) problems.push(`${svc.name}: nats.servers is unset, so natter would spawn its own nats-server (there is none in the image)`);
+        for (const url of natsUrls) if (!servers.includes(url)) problems.push(`${svc.name}: nats.servers lacks ${url}`);
+        for (const url of servers) if (!natsUrls.includes(url)) problems.push(`${svc.name}: nats.servers names ${url}, which is no NATS service of compose.yaml`);
+        const r = config.streams.replicas;
+        if (r > natsServices.length || r < Math.min(3, natsServices.length)) {
+          problems.push(`${svc.name}: streams.replicas is ${r} on ${natsServices.length} NATS nodes (want ${Math.min(3, natsServices.length)})`);
+        }
       }
       if (config.store.kind !== "cassandra") problems.push(`${svc.name}: store.kind is ${config.store.kind}, production uses cassandra`);
       else {
@@ -624,17 +714,20 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
           if (!names.has(cp.split(":")[0]!)) problems.push(`${svc.name}: store.contactPoints names ${cp}, which is no compose service`);
         }
       }
-      if (config.blobs.kind !== "s3") problems.push(`${svc.name}: blobs.kind is ${config.blobs.kind}, production uses s3`);
-      else if (!names.has(config.blobs.endPoint)) problems.push(`${svc.name}: blobs.endPoint ${config.blobs.endPoint} is no compose service`);
-      if (!config.auth.jwtSecret) problems.push(`${svc.name}: auth.jwtSecret is unset, so each container makes its own and tokens from one edge fail on another`);
+      if (node) {
+        if (config.blobs.kind !== "s3") problems.push(`${svc.name}: blobs.kind is ${config.blobs.kind}, production uses s3`);
+        else if (!names.has(config.blobs.endPoint)) problems.push(`${svc.name}: blobs.endPoint ${config.blobs.endPoint} is no compose service`);
+        if (!config.auth.jwtSecret) problems.push(`${svc.name}: auth.jwtSecret is unset, so each container makes its own and tokens from one edge fail on another`);
+      }
       // The first node to start creates the streams and keyspace from these: they must match.
-      const firstName = natter.find((n) => n.config === first)?.svc.name ?? "";
-      for (const section of ["nats", "streams", "auth", "store", "blobs"] as const) {
+      for (const section of node ? (["nats", "streams", "auth", "store", "blobs"] as const) : (["store"] as const)) {
         const a = asTree(config[section]);
         const b = asTree(first[section]);
         for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
           // Each kind of process holds its own role's NATS identity (checked below).
           if (section === "nats" && key === "credentials") continue;
+          // `migrate` connects to Cassandra as the schema's owner, the nodes as natter (checked below).
+          if (!node && section === "store" && (key === "username" || key === "password")) continue;
           if (JSON.stringify(a[key]) === JSON.stringify(b[key])) continue;
           const shown = /secret|pass/i.test(key) ? "(values not shown)" : `${JSON.stringify(a[key])} vs ${JSON.stringify(b[key])}`;
           problems.push(`${svc.name}: ${section}.${key} differs from ${firstName}'s: ${shown}`);
@@ -715,6 +808,212 @@ describe("production shape (compose.yaml, Dockerfile, deploy/)", () => {
         const condition = asTree(spec).condition;
         const want = oneShots.has(dep) ? "service_completed_successfully" : noHttp.has(dep) ? "service_started" : "service_healthy";
         if (condition !== want) problems.push(`${svc.name}: depends on ${dep} with condition ${String(condition ?? "(none)")}; want ${want}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("natter never holds MinIO's root credentials: a setup job gives it its own user, allowed its bucket's objects and nothing else", () => {
+    const problems: string[] = [];
+    const nodes = starters.flatMap((n) => (n.config?.blobs.kind === "s3" ? [{ ...n, blobs: n.config.blobs }] : []));
+    if (minioServers.length !== 1) problems.push(`${minioServers.length} MinIO servers (image minio/minio): want one`);
+    const server = minioServers[0];
+    const serverEnv = server ? rawEnvironmentOf(server) : {};
+    const rootVars = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"].map((k) => {
+      const v = requiredVariable(serverEnv[k]);
+      if (server && !v) problems.push(`${server.name}: ${k} is not one required variable (\${NAME:?why})`);
+      return v;
+    });
+    const root = server ? environmentOf(server, problems) : {};
+    for (const { svc, blobs } of nodes) {
+      const held = variablesIn(JSON.stringify(svc.s)).filter((v) => rootVars.includes(v));
+      if (held.length > 0) problems.push(`${svc.name}: holds MinIO's root credentials (${[...new Set(held)].join(", ")})`);
+      if (blobs.accessKey === root.MINIO_ROOT_USER || blobs.secretKey === root.MINIO_ROOT_PASSWORD) {
+        problems.push(`${svc.name}: blobs.accessKey/secretKey are MinIO's root credentials: use natter's own user`);
+      }
+    }
+
+    if (minioJobs.length !== 1) problems.push(`${minioJobs.length} MinIO setup jobs (image minio/mc, restart "no"): want one that makes natter's bucket and user`);
+    const job = minioJobs[0];
+    if (!job || !server) {
+      expect(problems).toEqual([]);
+      return;
+    }
+    const jobRaw = rawEnvironmentOf(job);
+    const jobEnv = environmentOf(job, problems);
+    for (const k of ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"]) {
+      if (jobEnv[k] !== root[k]) problems.push(`${job.name}: ${k} is not the MinIO server's, so it cannot log in as the admin`);
+    }
+    if (!requiredVariable(jobRaw.MINIO_NATTER_PASSWORD)) problems.push(`${job.name}: MINIO_NATTER_PASSWORD is not one required variable`);
+    if (!dependenciesOf(job.name).has(server.name)) problems.push(`${job.name}: does not wait for ${server.name}`);
+    const bucket = nodes[0]?.blobs.bucket ?? "";
+    for (const { svc, blobs } of nodes) {
+      if (blobs.accessKey !== jobEnv.MINIO_NATTER_USER) problems.push(`${svc.name}: blobs.accessKey is not the user ${job.name} makes (MINIO_NATTER_USER)`);
+      if (blobs.secretKey !== jobEnv.MINIO_NATTER_PASSWORD) problems.push(`${svc.name}: blobs.secretKey is not the password ${job.name} gives natter's user (MINIO_NATTER_PASSWORD)`);
+      if (blobs.bucket !== jobEnv.MINIO_NATTER_BUCKET) problems.push(`${svc.name}: blobs.bucket is not the bucket ${job.name} makes (MINIO_NATTER_BUCKET)`);
+      if (!dependenciesOf(svc.name).has(job.name)) problems.push(`${svc.name}: does not wait for ${job.name}: its user or bucket may not exist yet`);
+    }
+
+    // It runs a script from the repository, which reads the policy mounted beside it.
+    const script = scriptOf(job);
+    const policyMount = repoMounts(job).find((m) => m.file.endsWith(".json"));
+    if (!script) problems.push(`${job.name}: does not run a script mounted from the repository`);
+    if (!policyMount) problems.push(`${job.name}: mounts no policy (.json) from the repository`);
+    // test/minio-policy.int.test.ts runs natter against MinIO with this file's policy.
+    else if (policyMount.file !== NATTER_POLICY) problems.push(`${job.name}: mounts ${policyMount.file}, not ${NATTER_POLICY} (the policy the MinIO tests check)`);
+    if (!script || !policyMount || !existsSync(path.join(REPO_ROOT, policyMount.file))) {
+      expect(problems).toEqual([]);
+      return;
+    }
+    const scriptText = readRepo(script);
+    if (!scriptText.includes(policyMount.target)) problems.push(`${script}: does not read the policy where ${job.name} mounts it (${policyMount.target})`);
+    for (const step of ["mc admin user add", "mc admin policy create", "mc admin policy attach", "mc mb"]) {
+      if (!scriptText.includes(step)) problems.push(`${script}: never runs \`${step}\``);
+    }
+
+    // The policy: exactly the actions natter uses, on its bucket and its objects.
+    const policy = asTree(JSON.parse(readRepo(policyMount.file)));
+    const granted = new Set<string>();
+    if (policy.Version !== "2012-10-17") problems.push(`${policyMount.file}: Version is ${JSON.stringify(policy.Version)}, not "2012-10-17"`);
+    asList(policy.Statement).forEach((raw, i) => {
+      const st = asTree(raw);
+      const where = `${policyMount.file}: statement ${i + 1}${typeof st.Sid === "string" ? ` (${st.Sid})` : ""}`;
+      const extra = Object.keys(st).filter((k) => !["Sid", "Effect", "Action", "Resource"].includes(k));
+      if (extra.length > 0) problems.push(`${where}: has ${extra.join(", ")}; natter's policy needs only Effect, Action and Resource`);
+      if (st.Effect !== "Allow") problems.push(`${where}: Effect is ${JSON.stringify(st.Effect)}, not "Allow"`);
+      for (const action of asList(st.Action).map(String)) {
+        for (const resource of asList(st.Resource).map(String)) granted.add(`${action} on ${resource}`);
+      }
+    });
+    const wanted = new Set([
+      ...NATTER_S3_ACTIONS.bucket.map((a) => `${a} on arn:aws:s3:::${bucket}`),
+      ...NATTER_S3_ACTIONS.objects.map((a) => `${a} on arn:aws:s3:::${bucket}/*`),
+    ]);
+    for (const g of granted) if (!wanted.has(g)) problems.push(`${policyMount.file}: grants ${g}, which natter does not use`);
+    for (const w of wanted) if (!granted.has(w)) problems.push(`${policyMount.file}: does not grant ${w}, which S3BlobStore uses`);
+    expect(nodes.length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  it("Cassandra requires logins and checks permissions; migrate and the nodes connect with their own roles, never the superuser", () => {
+    const problems: string[] = [];
+    if (cassandraServers.length !== 1) problems.push(`${cassandraServers.length} Cassandra servers: want one`);
+    const server = cassandraServers[0];
+    if (server) {
+      // Settings over the image's cassandra.yaml: `cassandra -f -Dcassandra.settings.<key>=<value>`.
+      const props = systemProperties(server);
+      const command = asList(server.s.command).map(String);
+      if (command[0] !== "cassandra" || command[1] !== "-f") problems.push(`${server.name}: command does not start with \`cassandra -f\`, the image's own`);
+      if (props.get("cassandra.config.allow_system_properties") !== "true") {
+        problems.push(`${server.name}: no -Dcassandra.config.allow_system_properties=true, so Cassandra ignores the -Dcassandra.settings.* below`);
+      }
+      const className = (key: string) => (props.get(`cassandra.settings.${key}.class_name`) ?? "").replace(/^org\.apache\.cassandra\.auth\./, "");
+      if (className("authenticator") !== "PasswordAuthenticator") problems.push(`${server.name}: authenticator is not PasswordAuthenticator: anyone who reaches port 9042 is let in`);
+      if (className("authorizer") !== "CassandraAuthorizer") problems.push(`${server.name}: authorizer is not CassandraAuthorizer: every role may do everything`);
+      const health = asText(asTree(server.s.healthcheck).test);
+      if (/\bcqlsh\b/.test(health) && !/\s(-u|--username|--credentials)\b/.test(health)) {
+        problems.push(`${server.name}: the healthcheck runs cqlsh without a login, which authentication refuses: ask nodetool (JMX, inside the container)`);
+      }
+    }
+
+    const roles = cassandraJobs.filter((j) => j.phase === "roles");
+    const grants = cassandraJobs.filter((j) => j.phase === "grants");
+    if (roles.length !== 1 || grants.length !== 1) {
+      problems.push(`Cassandra setup jobs (the cassandra image, restart "no"): ${cassandraJobs.map((j) => `${j.svc.name} (${j.phase})`).join(", ") || "none"}; want one running \`setup.sh roles\` and one \`setup.sh grants\``);
+      expect(problems).toEqual([]);
+      return;
+    }
+    const rolesJob = roles[0]!.svc;
+    const grantsJob = grants[0]!.svc;
+    const env = environmentOf(rolesJob, problems);
+    const grantsEnv = environmentOf(grantsJob, problems);
+    for (const key of ["ADMIN_ROLE", "ADMIN_PASSWORD", "KEYSPACE", "MIGRATE_ROLE", "NATTER_ROLE"]) {
+      if (grantsEnv[key] !== env[key]) problems.push(`${grantsJob.name}: ${key} differs from ${rolesJob.name}'s`);
+    }
+    for (const job of [rolesJob, grantsJob]) {
+      const script = scriptOf(job);
+      if (!script || !existsSync(path.join(REPO_ROOT, script))) problems.push(`${job.name}: does not run a setup script mounted from the repository`);
+      for (const file of [ROLES_CQL, GRANTS_CQL]) {
+        if (script && path.posix.dirname(script) !== path.posix.dirname(file)) problems.push(`${job.name}: ${file} is not mounted beside ${script}`);
+      }
+      if (server && !dependenciesOf(job.name).has(server.name)) problems.push(`${job.name}: does not wait for ${server.name}`);
+    }
+    const migrate = natter.filter((n) => n.command[0] === "migrate");
+    for (const m of migrate) {
+      if (!dependenciesOf(m.svc.name).has(rolesJob.name)) problems.push(`${m.svc.name}: does not wait for ${rolesJob.name}: its role may not exist yet`);
+      if (!dependenciesOf(grantsJob.name).has(m.svc.name)) problems.push(`${grantsJob.name}: does not wait for ${m.svc.name}: the keyspace may not exist yet`);
+    }
+
+    // Who connects as whom.
+    for (const { svc, command, config } of natter) {
+      if (config?.store.kind !== "cassandra") continue;
+      const { username, password, keyspace } = config.store;
+      const node = command[0] === "start";
+      const [role, secret, variable] = node ? [env.NATTER_ROLE, env.NATTER_PASSWORD, "NATTER"] : [env.MIGRATE_ROLE, env.MIGRATE_PASSWORD, "MIGRATE"];
+      if (!username) problems.push(`${svc.name}: store.username is unset: Cassandra refuses it`);
+      else if (username === env.ADMIN_ROLE || username === "cassandra") problems.push(`${svc.name}: connects to Cassandra as the superuser ${username}`);
+      else if (username !== role || password !== secret) {
+        problems.push(`${svc.name}: store.username/password are not the role ${rolesJob.name} makes for it (${variable}_ROLE, ${variable}_PASSWORD)`);
+      }
+      if (password !== undefined && password === env.ADMIN_PASSWORD) problems.push(`${svc.name}: store.password is the superuser's`);
+      if (keyspace !== env.KEYSPACE) problems.push(`${svc.name}: store.keyspace ${keyspace} is not the KEYSPACE the roles are granted on (${env.KEYSPACE})`);
+      if (node && config.store.migrateOnStart) problems.push(`${svc.name}: store.migrateOnStart is true, but its role may not change the schema`);
+    }
+    if (env.NATTER_ROLE === env.MIGRATE_ROLE) problems.push(`${rolesJob.name}: the nodes and migrate share one role`);
+
+    // What each role may do, from the CQL the jobs run.
+    const values = { KEYSPACE: env.KEYSPACE ?? "", MIGRATE_ROLE: env.MIGRATE_ROLE ?? "", MIGRATE_PASSWORD: "x", NATTER_ROLE: env.NATTER_ROLE ?? "", NATTER_PASSWORD: "x" };
+    const permissions = new Map<string, Set<string>>();
+    for (const file of [ROLES_CQL, GRANTS_CQL]) {
+      for (const st of cqlStatements(file, values)) {
+        const grant = /^GRANT (.+) ON (ALL KEYSPACES|KEYSPACE \w+|TABLE [\w.]+|ALL TABLES IN KEYSPACE \w+|.+?) TO (\w+)$/i.exec(st);
+        const roleOpts = /^(?:CREATE|ALTER) ROLE (?:IF NOT EXISTS )?(\w+) WITH (.+)$/i.exec(st);
+        if (grant) {
+          for (const p of grant[1]!.split(",").map((x) => x.trim().toUpperCase())) {
+            const set = permissions.get(grant[3]!) ?? new Set<string>();
+            set.add(`${p} ON ${grant[2]!.toUpperCase()}`);
+            permissions.set(grant[3]!, set);
+          }
+        } else if (roleOpts) {
+          if (/SUPERUSER\s*=\s*true/i.test(roleOpts[2]!)) problems.push(`${file}: makes ${roleOpts[1]} a superuser`);
+        } else if (/^GRANT \w+ TO \w+$/i.test(st)) problems.push(`${file}: ${st}: a role granted to another hands on all its permissions`);
+        else problems.push(`${file}: cannot read "${st}" (this test knows CREATE/ALTER ROLE … WITH and GRANT … ON … TO)`);
+      }
+    }
+    const ks = (env.KEYSPACE ?? "").toUpperCase();
+    const natterPermissions = [...(permissions.get(env.NATTER_ROLE ?? "") ?? [])].sort();
+    const want = [`MODIFY ON KEYSPACE ${ks}`, `SELECT ON KEYSPACE ${ks}`];
+    if (JSON.stringify(natterPermissions) !== JSON.stringify(want)) {
+      problems.push(`the nodes' role ${env.NATTER_ROLE} is granted ${JSON.stringify(natterPermissions)}; want exactly ${JSON.stringify(want)}`);
+    }
+    for (const p of permissions.get(env.MIGRATE_ROLE ?? "") ?? []) {
+      if (/^ALL\b/.test(p) || (/ON ALL KEYSPACES$/.test(p) && !p.startsWith("CREATE "))) problems.push(`migrate's role ${env.MIGRATE_ROLE} is granted ${p}: more than a schema's owner needs`);
+    }
+    expect(migrate.length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+
+  it("every password is a required variable, and each service holds only the secrets its role uses", () => {
+    const problems: string[] = [];
+    // No default for a secret anywhere: compose would start with a password written in this file.
+    const text = readRepo(COMPOSE_FILE);
+    for (const m of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-+])/g)) {
+      if (SECRET_VARIABLE.test(m[1]!)) problems.push(`${COMPOSE_FILE}: \${${m[1]}${m[2]}…} gives a secret a default; write \${${m[1]}:?why it is needed}`);
+    }
+    for (const svc of services) {
+      const env = rawEnvironmentOf(svc);
+      const allowed = secretKeysAllowed(svc);
+      for (const [key, value] of Object.entries(env)) {
+        const secrets = variablesIn(value).filter((v) => SECRET_VARIABLE.test(v));
+        if (SECRET_VARIABLE.test(key) && !key.startsWith("NATS_ROUTE_") && !requiredVariable(value)) {
+          problems.push(`${svc.name}: ${key} is not one required variable (\${NAME:?why}): a secret is never written in compose.yaml`);
+        }
+        for (const v of secrets) if (!allowed.has(key)) problems.push(`${svc.name}: holds \${${v}} (in ${key}), a secret its role does not use`);
+      }
+      // Anywhere else in its definition (command, entrypoint, healthcheck, labels…).
+      const rest = { ...svc.s, environment: undefined };
+      for (const v of new Set(variablesIn(JSON.stringify(rest)))) {
+        if (SECRET_VARIABLE.test(v)) problems.push(`${svc.name}: names \${${v}} outside its environment`);
       }
     }
     expect(problems).toEqual([]);

@@ -40,6 +40,8 @@ export interface CassandraServer {
   readonly startTime: number | undefined;
   readonly dir: string;
   readonly logFile: string;
+  /** Its JMX port on 127.0.0.1 (what nodetool asks). */
+  readonly jmxPort: number;
   /** Milliseconds from spawn to CQL answering. */
   readonly startupMs: number;
   /** Kills the server (SIGKILL unless graceful) and removes its folder. */
@@ -105,12 +107,19 @@ function logbackXml(logFile: string): string {
 `;
 }
 
-/** Opens a CQL session and reads the release version; rejects if it cannot. */
-export async function queryReleaseVersion(endpoint: CassandraEndpoint): Promise<string> {
+/** A CQL login (for a Cassandra with PasswordAuthenticator). */
+export interface CassandraLogin {
+  username: string;
+  password: string;
+}
+
+/** Opens a CQL session (with `login`, if given) and reads the release version; rejects if it cannot. */
+export async function queryReleaseVersion(endpoint: CassandraEndpoint, login?: CassandraLogin): Promise<string> {
   const client = new cassandra.Client({
     contactPoints: [endpoint.contactPoint],
     localDataCenter: endpoint.localDataCenter,
     socketOptions: { connectTimeout: 3_000, readTimeout: 10_000 },
+    ...(login ? { credentials: login } : {}),
   });
   try {
     await client.connect();
@@ -121,16 +130,24 @@ export async function queryReleaseVersion(endpoint: CassandraEndpoint): Promise<
   }
 }
 
-/**
- * Starts Cassandra in `dir` (created; its cassandra.yaml, logback.xml, data and logs go there) on
- * random loopback ports and waits until CQL answers. `detached` lets it outlive this process.
- */
-export async function launchCassandra(opts: {
+interface LaunchOptions {
   dir: string;
   detached?: boolean;
   readyTimeoutMs?: number;
   onSpawn?: (pid: number) => void;
-}): Promise<CassandraServer> {
+  /** More lines for its cassandra.yaml. */
+  yaml?: string;
+  /** More JVM arguments, e.g. `-Dcassandra.settings.<key>=<value>` as compose gives them. */
+  jvmArgs?: readonly string[];
+  /** The login that shows it is ready, for a Cassandra with authentication on. */
+  login?: CassandraLogin;
+}
+
+/**
+ * Starts Cassandra in `dir` (created; its cassandra.yaml, logback.xml, data and logs go there) on
+ * random loopback ports and waits until CQL answers. `detached` lets it outlive this process.
+ */
+export async function launchCassandra(opts: LaunchOptions): Promise<CassandraServer> {
   if (!(await isCached("cassandra"))) {
     throw new Error(
       `Cassandra ${TOOLS.cassandra.version} is not obtained (${cassandraLibDir()}): run \`npx tsx scripts/obtain.ts cassandra\``,
@@ -151,7 +168,7 @@ export async function launchCassandra(opts: {
 }
 
 async function launchOnce(
-  opts: { dir: string; detached?: boolean; readyTimeoutMs?: number; onSpawn?: (pid: number) => void },
+  opts: LaunchOptions,
   lib: string,
   jamm: string,
   reuse?: [number, number, number],
@@ -162,7 +179,7 @@ async function launchOnce(
   const [native, storage, jmx] = reuse ?? ((await freePorts(3)) as [number, number, number]);
   const logFile = path.join(dir, "logs", "system.log");
   const outFile = path.join(dir, "logs", "stdout.log");
-  await fs.writeFile(path.join(dir, "cassandra.yaml"), cassandraYaml(dir, { native, storage }));
+  await fs.writeFile(path.join(dir, "cassandra.yaml"), cassandraYaml(dir, { native, storage }) + (opts.yaml ?? ""));
   await fs.writeFile(path.join(dir, "logback.xml"), logbackXml(logFile));
   const args = [
     "-Xms1G",
@@ -180,6 +197,7 @@ async function launchOnce(
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.ring_delay_ms=1000",
     "-Dcassandra.initial_token=0",
+    ...(opts.jvmArgs ?? []),
     "-cp",
     `${lib}/*`,
     "org.apache.cassandra.service.CassandraDaemon",
@@ -231,7 +249,7 @@ async function launchOnce(
     while (!ready && exitReason === undefined && performance.now() < deadline) {
       if (await tcpAccepts("127.0.0.1", native)) {
         try {
-          await queryReleaseVersion(endpoint);
+          await queryReleaseVersion(endpoint, opts.login);
           ready = true;
         } catch (err) {
           last = (err as Error).message;
@@ -252,7 +270,7 @@ async function launchOnce(
     await terminate(pid, { startTime, signal: "SIGKILL", graceMs: 5_000 });
     throw err;
   }
-  return { endpoint, pid, startTime, dir, logFile, startupMs: performance.now() - started, stop, halt, restart };
+  return { endpoint, pid, startTime, dir, logFile, jmxPort: jmx, startupMs: performance.now() - started, stop, halt, restart };
 }
 
 /**
