@@ -1,4 +1,5 @@
 // npm run bench:reconnect [-- --url http://host:port] [--missed 1000] [--runs 3] [--timeout-s 120]
+// (--timeout-s: the longest one run may take, its sends, fan-out and catch-up together.)
 // What the client SDK costs: its size (esbuild minified + gzip), and a device's reconnect after
 // it missed N messages: from `connect()` to the last missed message emitted, with the frames and
 // bytes on the wire. Without --url it starts the run command's natter (`natter start --dev`, its
@@ -22,10 +23,8 @@ const { values } = parseArgs({
 });
 const MISSED = Math.min(Number(values.missed), 100_000);
 const RUNS = Math.min(Number(values.runs), 20);
-const DEADLINE = Date.now() + Number(values["timeout-s"]) * 1000;
+const RUN_TIMEOUT_MS = Number(values["timeout-s"]) * 1000;
 const say = (line: string) => process.stderr.write(`${line}\n`);
-
-
 
 /** The `ws` WebSocket, counting what crosses the wire. */
 const wire = { framesIn: 0, bytesIn: 0, framesOut: 0 };
@@ -43,12 +42,13 @@ class CountingWebSocket extends WebSocket {
   }
 }
 
-function until<T>(what: string, check: () => T | undefined): Promise<T> {
+/** Resolves with check()'s first defined value; rejects at `deadline`, saying what was awaited and how far it got. */
+function until<T>(what: () => string, deadline: number, check: () => T | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
     const tick = () => {
       const v = check();
       if (v !== undefined) return resolve(v);
-      if (Date.now() > DEADLINE) return reject(new Error(`timed out waiting for ${what}`));
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what()}`));
       setTimeout(tick, 2);
     };
     tick();
@@ -76,7 +76,8 @@ async function main(): Promise<void> {
     };
     const suffix = Date.now().toString(36);
     const [receiver, senderName] = [`rc-r-${suffix}`, `rc-s-${suffix}`];
-    const sender = make(senderName, "d", { window: 64 });
+    // 16 sends in flight: natter's default edge.maxInFlightPerSocket (one more is refused RATE_LIMITED).
+    const sender = make(senderName, "d", { window: 16 });
     const watcher = make(receiver, "watcher");
     let watched = 0;
     watcher.on("message", () => watched++);
@@ -89,13 +90,14 @@ async function main(): Promise<void> {
 
     const results: { welcome: number; caughtUp: number; framesIn: number; bytesIn: number; framesOut: number }[] = [];
     for (let run = 1; run <= RUNS; run++) {
+      const deadline = Date.now() + RUN_TIMEOUT_MS;
       // The device is away: N messages are stored and fanned out to its inbox.
       const target = watched + MISSED;
       const sends: Promise<unknown>[] = [];
       for (let i = 0; i < MISSED; i++) sends.push(sender.send(dm.id, `run ${run} message ${i} ${"x".repeat(40)}`));
       const acks = (await Promise.all(sends)) as { id: number }[];
       const last = Math.max(...acks.map((a) => a.id));
-      await until("the fan-out", () => (watched >= target ? true : undefined));
+      await until(() => `the fan-out in run ${run} (the receiver's other device got ${watched - (target - MISSED)} of ${MISSED})`, deadline, () => (watched >= target ? true : undefined));
 
       // It comes back with its stored cursor.
       Object.assign(wire, { framesIn: 0, bytesIn: 0, framesOut: 0 });
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await device.connect();
       const welcome = performance.now() - t0;
-      await until("catching up", () => (lastAt > 0 ? true : undefined));
+      await until(() => `the catch-up in run ${run} (${got} of ${MISSED} messages)`, deadline, () => (lastAt > 0 ? true : undefined));
       const caughtUp = lastAt - t0;
       if (got !== MISSED) throw new Error(`run ${run}: got ${got} messages, expected ${MISSED}`);
       results.push({ welcome, caughtUp, ...wire });

@@ -55,7 +55,11 @@ export interface NatterClientOptions {
   requestTimeoutMs?: number;
   /** How long a send is retried before it rejects with TIMEOUT. Default 5 min (the server deduplicates for 10). */
   sendTimeoutMs?: number;
-  /** Sends in flight at once. Default 1: sends are stored in the order they were made. */
+  /**
+   * Sends in flight at once. Default 1: sends are stored in the order they were made. Keep it within
+   * the server's frames in flight per socket (`edge.maxInFlightPerSocket`, 16 by default, less any
+   * requests you make meanwhile): a send beyond it is refused RATE_LIMITED and retried with backoff.
+   */
   sendWindow?: number;
   /** A ping this often (more often if the server's welcome asks for heartbeats); no answer by the next one drops the connection. Default 20 s; 0 turns it off. */
   pingIntervalMs?: number;
