@@ -1,13 +1,14 @@
-// npm run bench:conns [-- --connections 20000] [--settle-s 30] [--timeout-s 900] [--heap-dir DIR]
+// npm run bench:conns [-- --connections N] [--settle-s 30] [--timeout-s 900] [--heap-dir DIR]
 // What an idle connection costs natter in memory (issue 16: 20,000 connections at ≤ 16 KB each).
 //
 // It starts a single-node natter (`natter start --dev`: its own process with its embedded
 // nats-server, on free ports, in a temp folder) with natter's default limits except
 // NATTER_EDGE__MAX_PENDING_PER_ADDRESS=0 (every bench socket comes from 127.0.0.1, one address with
 // thousands of sockets, which a real edge never sees). natter's RSS is read once it is ready and
-// has been idle for a few seconds (rss_before_mb). Then `connections` users (one device each, a dev
-// token from POST /dev/token) open a WebSocket each and say hello, 64 at a time (under
-// edge.maxHellosInProgress); a device turned away with `retryAfterMs` comes back after it, as the
+// has been idle for a few seconds (rss_before_mb). Then `connections` users (default 20,000, or as
+// many as the open-file limit leaves room for, saying so; an explicit number beyond it is
+// refused), one device each with a dev token from POST /dev/token, open a WebSocket each and say
+// hello, 64 at a time (under edge.maxHellosInProgress); a device turned away with `retryAfterMs` comes back after it, as the
 // SDK does. Each device heartbeats (`ping`) every welcome.heartbeatMs, as the SDK does, so every
 // device stays online and its presence key alive: that is what a connected device costs, not a
 // silent socket. Once all are connected natter is left alone for `settle-s` seconds (no forced
@@ -32,13 +33,16 @@ import { devToken, openFileLimit, pooled, rssKb, startBenchNode } from "./suppor
 
 const { values } = parseArgs({
   options: {
-    connections: { type: "string", default: "20000" },
+    connections: { type: "string" },
     "settle-s": { type: "string", default: "30" },
     "timeout-s": { type: "string", default: "900" },
     "heap-dir": { type: "string" },
   },
 });
-const CONNECTIONS = Number(values.connections);
+/** What the bench opens unless told otherwise, as far as the open-file limit allows. */
+const DEFAULT_CONNECTIONS = 20_000;
+/** Descriptors natter keeps for its own files and NATS connections (its socket cap is the open-file limit less these). */
+const RESERVED_FDS = 512;
 const SETTLE_S = Number(values["settle-s"]);
 const TIMEOUT_S = Number(values["timeout-s"]);
 /** Where natter's main-thread heap snapshots go (before and with the connections), if asked. */
@@ -123,14 +127,15 @@ async function connectDevice(wsUrl: string, token: string): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  // natter keeps 512 descriptors for its own files and NATS connections (its socket cap is the
-  // open-file limit less those); the bench needs about as many beside its sockets.
-  const needed = CONNECTIONS + 512;
+  // natter and the bench each hold one descriptor per socket, beside RESERVED_FDS of their own.
   const fds = openFileLimit();
-  if (fds < needed) {
-    throw new Error(
-      `the open-file limit (ulimit -n) is ${fds}; ${CONNECTIONS} connections need ${needed} (natter and the bench hold one descriptor per socket each): run \`ulimit -n ${needed}\` first (where the hard limit is lower, raise it as root, or ask for fewer with --connections ${Math.max(0, fds - 512)})`,
-    );
+  const fits = Math.max(0, fds - RESERVED_FDS);
+  let CONNECTIONS = values.connections === undefined ? DEFAULT_CONNECTIONS : Number(values.connections);
+  if (CONNECTIONS > fits) {
+    const raise = `run \`ulimit -n ${CONNECTIONS + RESERVED_FDS}\` first (where the hard limit, \`ulimit -Hn\`, is lower, raise it as root)`;
+    if (values.connections !== undefined) throw new Error(`the open-file limit (ulimit -n) is ${fds}; ${CONNECTIONS} connections need ${CONNECTIONS + RESERVED_FDS}: ${raise}, or ask for at most --connections ${fits}`);
+    say(`the open-file limit (ulimit -n) is ${fds}: it allows ${fits} of the ${CONNECTIONS} connections, so ${fits} it is; for all of them, ${raise}`);
+    CONNECTIONS = fits;
   }
   if (HEAP_DIR) mkdirSync(HEAP_DIR, { recursive: true });
   const node = await startBenchNode({ NATTER_EDGE__MAX_PENDING_PER_ADDRESS: "0", ...(HEAP_DIR ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}` } : {}) });
