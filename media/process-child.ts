@@ -1,6 +1,7 @@
 // The body of an image-processing child process (media/processor.ts): it says it is ready, then
 // checks and re-encodes one image per message (process.ts) and answers with the result or the
-// typed error. It holds nothing between images and exits when its parent goes.
+// typed error. It holds nothing between images but its IPC channel, so when its parent goes (the
+// channel closes) it ends by itself once the image in hand, if any, is done: no exit call.
 import { asNatterError } from "../core/index.ts";
 import { disableImageCache, processImage, type ProcessLimits } from "./process.ts";
 import type { ChildReply, ChildRequest } from "./processor.ts";
@@ -8,7 +9,6 @@ import type { ChildReply, ChildRequest } from "./processor.ts";
 const send = (reply: ChildReply) => process.send?.(reply);
 
 disableImageCache();
-process.on("disconnect", () => process.exit(0));
 process.on("message", (m: ChildRequest) => {
   const bytes = Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
   const limits: ProcessLimits = m.limits;
