@@ -192,13 +192,15 @@ async function start(cfg: Config, log: Logger): Promise<void> {
     if (stoppingSince > 0) {
       // Wrappers (npm, tsx) relay the terminal's signal too: only a later, deliberate one forces exit.
       if (Date.now() - stoppingSince < 1000) return;
-      log.warn({ signal }, "second signal: exiting now");
+      log.warn({ signal }, "second signal: exiting now (the embedded nats-server is told to stop)");
+      node.abandon();
       process.exit(130);
     }
     stoppingSince = Date.now();
     log.info({ signal }, "stopping (drains NATS, at most 10 s)");
     const hard = setTimeout(() => {
-      log.error("did not stop within 10 s; exiting");
+      log.error("did not stop within 10 s; exiting (the embedded nats-server is told to stop)");
+      node.abandon();
       process.exit(1);
     }, 10_000);
     hard.unref();

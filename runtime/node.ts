@@ -39,6 +39,11 @@ export interface NatterNode {
   tokens: TokenSettings;
   /** Graceful stop: sockets told to go away, workers finish in-flight work, NATS drained. */
   close(): Promise<void>;
+  /**
+   * For a forced exit (close() took too long, or a second Ctrl-C): asks the embedded nats-server
+   * (its own process group, so it outlives natter) to shut down too. Nothing with nats.servers.
+   */
+  abandon(): void;
 }
 
 export interface StartOptions {
@@ -47,6 +52,14 @@ export interface StartOptions {
 }
 
 export async function startNatter(cfg: Config, log: Logger, opts: StartOptions = {}): Promise<NatterNode> {
+  let embeddedPid: number | undefined;
+  const abandon = () => {
+    try {
+      if (embeddedPid !== undefined) process.kill(embeddedPid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  };
   const cleanups: (() => Promise<unknown>)[] = [];
   const unwind = async () => {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
@@ -57,6 +70,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
     if (!servers) {
       const embedded = await startEmbeddedNats(cfg, log);
       cleanups.push(() => embedded.server.stop());
+      embeddedPid = embedded.server.pid;
       servers = [embedded.server.clientUrl];
       nats = { ...cfg.nats, servers, credentials: embedded.credentials };
     }
@@ -151,7 +165,7 @@ export async function startNatter(cfg: Config, log: Logger, opts: StartOptions =
     log.info({ url: url || undefined, ws: url ? `${url.replace(/^http/, "ws")}/ws` : undefined, store: cfg.store.kind, workers: workersUrl || false }, "natter is up");
 
     let closing: Promise<void> | undefined;
-    return { url, natsUrl: servers[0]!, workersUrl, nc, js, jsm, store, blobs, images, edge, tokens, close: () => (closing ??= unwind()) };
+    return { url, natsUrl: servers[0]!, workersUrl, nc, js, jsm, store, blobs, images, edge, tokens, close: () => (closing ??= unwind()), abandon };
   } catch (err) {
     await unwind();
     throw err;
