@@ -29,7 +29,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { devToken, openFileLimit, pooled, rssKb, startBenchNode } from "./support.ts";
+import { watchdog as benchWatchdog, devToken, openFileLimit, pooled, rssKb, startBenchNode } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -139,10 +139,9 @@ async function main(): Promise<number> {
   }
   if (HEAP_DIR) mkdirSync(HEAP_DIR, { recursive: true });
   const node = await startBenchNode({ NATTER_EDGE__MAX_PENDING_PER_ADDRESS: "0", ...(HEAP_DIR ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}` } : {}) });
-  const watchdog = setTimeout(() => {
-    say(`bench:conns failed: not done within ${TIMEOUT_S} s`);
-    void node.stop().finally(() => process.exit(1));
-  }, TIMEOUT_S * 1000);
+  const watchdog = benchWatchdog("conns", TIMEOUT_S, () => node, () => {
+    for (const ws of devices) ws.terminate();
+  });
   try {
     await sleep(IDLE_BEFORE_MS);
     if (HEAP_DIR) say(`heap snapshot before: ${await heapSnapshot(node.pid, HEAP_DIR)}`);

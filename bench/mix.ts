@@ -42,7 +42,7 @@ import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { type BenchNode, CLK_TCK, cpuTicks, rssKb, startBenchNode } from "./support.ts";
+import { type BenchNode, CLK_TCK, cpuTicks, rssKb, startBenchNode, watchdog as benchWatchdog } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -546,24 +546,12 @@ async function main(): Promise<number> {
     for (const d of devices.splice(0)) d.close();
   };
   let node: BenchNode | undefined;
-  let natsPid = 0;
-  const watchdog = setTimeout(() => {
-    say(`bench:mix failed: timed out after ${TIMEOUT_S} s`);
+  const watchdog = benchWatchdog("mix", TIMEOUT_S, () => node, () => {
     for (const d of devices) d.ws.terminate();
-    const kill = () => {
-      for (const pid of [node?.pid, natsPid]) {
-        try {
-          if (pid) process.kill(pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    };
-    void Promise.race([node?.stop(), sleep(15_000).then(kill)]).finally(() => process.exit(1));
-  }, TIMEOUT_S * 1000);
+  });
   try {
     node = await startBenchNode(NODE_ENV);
-    natsPid = node.natsPid();
+    const natsPid = node.natsPid();
     say(`natter at ${node.url} (pid ${node.pid}, nats-server pid ${natsPid}); ${CLIENTS} receivers, ${SENDERS} senders, ${GROUPS} groups, windows ${WINDOW_MS / 1000} s`);
     const { best, rate, half } = await traffic(node, natsPid, devices);
     closeDevices();
@@ -574,7 +562,6 @@ async function main(): Promise<number> {
     // out near zero or negative). The idle figure gets a fresh node, as the side-by-side's
     // --rss-only run does.
     node = await startBenchNode(NODE_ENV);
-    natsPid = node.natsPid();
     say(`idle: a fresh natter at ${node.url} (pid ${node.pid}) for the idle figure`);
     const rssPerConn = await idleRss(node, CONNECTIONS_IDLE, devices);
 

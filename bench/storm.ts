@@ -58,7 +58,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { WebSocket } from "ws";
-import { type BenchNode, CLK_TCK, cpuTicks, devToken, openFileLimit, pooled, rssKb, startBenchNode } from "./support.ts";
+import { type BenchNode, CLK_TCK, cpuTicks, devToken, openFileLimit, pooled, rssKb, startBenchNode, watchdog as benchWatchdog } from "./support.ts";
 
 const { values } = parseArgs({
   options: {
@@ -503,25 +503,13 @@ async function main(): Promise<number> {
   const sockets: WebSocket[] = [];
   const clients: StormClient[] = [];
   let node: BenchNode | undefined;
-  let natsPid = 0;
-  const watchdog = setTimeout(() => {
-    say(`bench:storm failed: timed out after ${TIMEOUT_S} s`);
+  const watchdog = benchWatchdog("storm", TIMEOUT_S, () => node, () => {
     for (const c of clients) c.stop();
     for (const ws of sockets) ws.terminate();
-    const kill = () => {
-      for (const pid of [node?.pid, natsPid]) {
-        try {
-          if (pid) process.kill(pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    };
-    void Promise.race([node?.stop(), sleep(15_000).then(kill)]).finally(() => process.exit(1));
-  }, TIMEOUT_S * 1000);
+  });
   try {
     node = await startBenchNode(NODE_ENV, { onLogLine });
-    natsPid = node.natsPid();
+    const natsPid = node.natsPid();
     say(`natter at ${node.url} (pid ${node.pid}, nats-server pid ${natsPid}); ${CLIENTS} clients, ${MISSED} missed each, ${groups} groups, ${senderCount} senders`);
 
     // ---- set-up ----

@@ -136,3 +136,39 @@ export async function pooled(n: number, width: number, fn: (k: number) => Promis
   await Promise.all(Array.from({ length: Math.min(width, n) }, lane));
 }
 
+/**
+ * Ends a benchmark that runs past `seconds`: says so as `bench:<name> failed`, runs `cleanup`
+ * (close the bench's sockets), stops natter (SIGINT; killed after 15 s), then kills its
+ * nats-server if it is still there (a natter that gives up stopping leaves it), and exits 1.
+ * clearTimeout() the handle when the run ends in time.
+ */
+export function watchdog(name: string, seconds: number, node: () => BenchNode | undefined, cleanup: () => void = () => {}): NodeJS.Timeout {
+  return setTimeout(() => {
+    process.stderr.write(`bench:${name} failed: timed out after ${seconds} s\n`);
+    cleanup();
+    const n = node();
+    const natsPid = natsPidOf(n); // read before stop() removes natter's folder
+    const kill = (pid: number | undefined) => {
+      try {
+        if (pid) process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    void Promise.race([n?.stop(), new Promise((r) => setTimeout(r, 15_000))])
+      .then(() => {
+        kill(n?.pid);
+        kill(natsPid);
+      })
+      .finally(() => process.exit(1));
+  }, seconds * 1000);
+}
+
+function natsPidOf(node: BenchNode | undefined): number | undefined {
+  try {
+    return node?.natsPid();
+  } catch {
+    return undefined; // natter stopped before it wrote the pid file
+  }
+}
+
